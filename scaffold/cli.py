@@ -1,0 +1,87 @@
+"""The `scaffold` command line."""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from scaffold import __version__
+from scaffold import questions as qs
+from scaffold.answers import AnswerError, collect
+from scaffold.render import TargetExistsError, render_project
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("\nAborted; nothing was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (AnswerError, TargetExistsError) as error:
+        print(f"scaffold: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scaffold", description="Generate a minimal, correct ML training project."
+    )
+    parser.add_argument("--version", action="version", version=f"scaffold {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    new = commands.add_parser(
+        "new",
+        help="create a project",
+        description="Create a training project in NAME/. In a terminal a wizard asks "
+        "what flags leave out; with --yes or without a terminal nothing is asked.",
+    )
+    new.add_argument("name", metavar="NAME", help="directory to create; its name names the project")
+    for q in qs.questions():
+        if q.name == "project_name":
+            continue
+        new.add_argument(
+            q.flag,
+            dest=q.name,
+            type=int if q.type == "int" else str,
+            choices=q.values or None,
+            help=q.help,
+        )
+    new.add_argument(
+        "-y", "--yes", action="store_true", help="never prompt: use defaults for what is missing"
+    )
+    new.set_defaults(run=run_new)
+    return parser
+
+
+def run_new(args: argparse.Namespace) -> int:
+    target = Path(args.name)
+    given: dict[str, Any] = {q.name: getattr(args, q.name, None) for q in qs.questions()}
+    given["project_name"] = target.name
+    interactive = not args.yes and sys.stdin.isatty() and sys.stdout.isatty()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        # Refuse before asking anything: the user's files are never touched.
+        raise TargetExistsError(f"{target} already exists and is not empty; choose another NAME.")
+
+    if interactive:
+        from scaffold import wizard  # questionary is only needed in a terminal
+
+        answers = collect(given, ask=wizard.ask)
+        if not wizard.confirm(answers, str(target)):
+            print("Nothing was written.")
+            return 0
+    else:
+        answers = collect(given)
+
+    print(f"Rendering {answers['task']} for {answers['hardware']} ({answers['scale']}) ...")
+    files = render_project(answers, target)
+    print(f"Created {target}/ ({len(files)} files). Next:")
+    print(f"  cd {target} && pip install -r requirements.txt && pytest -q")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

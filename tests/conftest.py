@@ -1,0 +1,36 @@
+"""Shared fixtures: render each combination once per test session."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from scaffold.answers import collect
+from scaffold.render import render_project
+
+Render = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def render(tmp_path_factory: pytest.TempPathFactory) -> Render:
+    """render(task=..., hardware=..., scale="small", gpus=2, nodes=1) -> project dir.
+
+    Renders through the same path as `scaffold new`; each combination renders once per
+    session (and once per xdist worker), so treat the result as read-only.
+    """
+    cache: dict[tuple, Path] = {}
+
+    def _render(task: str, hardware: str, scale: str = "small", **extra: object) -> Path:
+        given = {"task": task, "hardware": hardware, "scale": scale, **extra}
+        if hardware == "multi-gpu":
+            given = {"gpus": 2, "nodes": 1, **given}
+        key = tuple(sorted(given.items()))
+        if key not in cache:
+            name = "-".join([task, hardware, scale, *map(str, extra.values())])
+            answers = collect({"project_name": "demo", **given})
+            target = tmp_path_factory.mktemp("render") / name
+            render_project(answers, target)
+            cache[key] = target
+        return cache[key]
+
+    return _render

@@ -1,0 +1,247 @@
+"""`scaffold new`: flags, defaults, errors and the wizard, run as a user would."""
+
+import fcntl
+import hashlib
+import os
+import pty
+import select
+import struct
+import termios
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import copier
+import pytest
+
+from scaffold import questions as qs
+from scaffold.answers import collect
+from scaffold.render import render_project
+from scaffold.template import template_root
+
+NOT_YET = [t for t in qs.question("task").values if t not in ("pretraining", "classification")]
+
+
+def scaffold(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run the real CLI with no terminal attached (as CI does)."""
+    return subprocess.run(
+        [sys.executable, "-m", "scaffold", *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, *phrases: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    for phrase in phrases:
+        assert phrase in result.stderr
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_new_with_all_flags_renders_without_prompting(tmp_path):
+    result = scaffold(
+        "new", "my-run", "--hardware", "multi-gpu", "--gpus", "4", "--nodes", "2",
+        "--task", "pretraining", "--scale", "small", "--yes", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    answers = (tmp_path / "my-run" / ".copier-answers.yml").read_text()
+    for line in ("project_name: my-run", "hardware: multi-gpu", "gpus: 4", "nodes: 2"):
+        assert line in answers
+    assert (tmp_path / "my-run" / "launch" / "torchrun.sh").is_file()
+
+
+def test_without_a_terminal_a_missing_answer_takes_its_default(tmp_path):
+    result = scaffold("new", "run", "--task", "classification", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    answers = (tmp_path / "run" / ".copier-answers.yml").read_text()
+    assert "scale: small" in answers
+
+
+def test_without_a_terminal_a_missing_answer_with_no_default_names_its_flag(tmp_path):
+    result = scaffold("new", "run", "--hardware", "cpu", cwd=tmp_path)
+    assert_usage_error(result, "--task")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_choice_is_a_usage_error(tmp_path):
+    result = scaffold("new", "run", "--task", "pretrain", "--yes", cwd=tmp_path)
+    assert_usage_error(result, "invalid choice", "pretraining")
+
+
+@pytest.mark.parametrize("name", ["9lives", "my run", "bad/..", "-dash", "a" * 65])
+def test_invalid_project_name_is_refused(tmp_path, name):
+    result = scaffold("new", name, "--task", "pretraining", "--yes", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "hardware, scale, suggestion",
+    [
+        ("cpu", "medium", "--scale small"),
+        ("cpu", "large", "--scale small"),
+        ("mps", "large", "--scale medium"),
+        ("cuda", "large", "--hardware multi-gpu"),
+    ],
+)
+def test_impossible_combination_is_refused_with_what_would_work(
+    tmp_path, hardware, scale, suggestion
+):
+    # R-SCALE-FITS-HW
+    result = scaffold(
+        "new", "run", "--task", "pretraining", "--hardware", hardware, "--scale", scale,
+        "--yes", cwd=tmp_path,
+    )  # fmt: skip
+    assert_usage_error(result, suggestion)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_multi_gpu_with_a_single_gpu_in_all_is_refused(tmp_path):
+    result = scaffold(
+        "new", "run", "--task", "pretraining", "--hardware", "multi-gpu", "--gpus", "1",
+        "--yes", cwd=tmp_path,
+    )  # fmt: skip
+    assert_usage_error(result, "--hardware cuda")
+
+
+@pytest.mark.parametrize("task", NOT_YET)
+def test_tasks_not_built_yet_are_refused_not_half_rendered(tmp_path, task):
+    result = scaffold("new", "run", "--task", task, "--yes", cwd=tmp_path)
+    assert_usage_error(result, "not available yet")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_empty_target_is_refused_and_left_byte_for_byte_unchanged(tmp_path):
+    target = tmp_path / "run"
+    (target / "data").mkdir(parents=True)
+    (target / "train.py").write_text("# my own work\n")
+    (target / "data" / "notes.txt").write_bytes(os.urandom(256))
+    before = tree_digest(target)
+
+    result = scaffold("new", "run", "--task", "pretraining", "--yes", cwd=tmp_path)
+
+    assert_usage_error(result, "not empty")
+    assert tree_digest(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_empty_target_directory_is_used(tmp_path):
+    (tmp_path / "run").mkdir()
+    result = scaffold("new", "run", "--task", "pretraining", "--yes", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "run" / "train.py").is_file()
+
+
+@pytest.mark.parametrize("hardware", ["cpu", "multi-gpu"])
+def test_plain_copier_copy_renders_the_same_project_as_scaffold_new(tmp_path, hardware):
+    given = {"task": "pretraining", "hardware": hardware, "scale": "small"}
+    scaffold_dir, copier_dir = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    render_project(collect({"project_name": "run", "gpus": 2, **given}), scaffold_dir)
+    # copier fills what was not given from copier.yml's own defaults, as a user's would.
+    extra = {"gpus": 2} if hardware == "multi-gpu" else {}
+    copier.run_copy(
+        str(template_root()), copier_dir, data={**given, **extra}, defaults=True, quiet=True
+    )
+    assert tree_digest(copier_dir) == tree_digest(scaffold_dir)
+
+
+def test_hardware_is_detected_from_nvidia_smi_without_importing_torch(tmp_path):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 (UUID: a)'\necho 'GPU 1: NVIDIA H100 (UUID: b)'\n")
+    fake.chmod(0o755)
+    code = (
+        "import sys; from scaffold.detect import detect_hardware; "
+        "print(detect_hardware(), 'torch' in sys.modules)"
+    )
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "('multi-gpu', 2) False"
+
+
+class Terminal:
+    """The CLI on a real pseudo-terminal, driven key by key like a person would."""
+
+    def __init__(self, args: list[str], cwd: Path):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # child
+            os.chdir(cwd)
+            os.environ["TERM"] = "xterm"
+            os.execv(sys.executable, [sys.executable, "-m", "scaffold", *args])
+        # A wide screen, so long choices and their reasons are not cut off.
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+        self.screen = ""
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            assert time.monotonic() < deadline, f"never saw {text!r}; screen:\n{self.screen}"
+            if select.select([self.fd], [], [], 0.2)[0]:
+                try:
+                    self.screen += os.read(self.fd, 65536).decode(errors="replace")
+                except OSError:
+                    break
+
+    def press(self, keys: str) -> None:
+        os.write(self.fd, keys.encode())
+
+    def exit_code(self, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.wait_for("", timeout=0.1)
+            if select.select([self.fd], [], [], 0.2)[0]:
+                try:
+                    os.read(self.fd, 65536)
+                except OSError:
+                    pass
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+        os.kill(self.pid, 9)
+        raise AssertionError("the CLI did not exit")
+
+
+def test_wizard_asks_what_flags_leave_out_then_renders(tmp_path):
+    term = Terminal(["new", "run", "--hardware", "cpu", "--scale", "small"], tmp_path)
+    term.wait_for("What will it do?")
+    term.press("\r")  # the first choice: classification
+    term.wait_for("Model")
+    term.press("\r")
+    term.wait_for("Training data")
+    term.press("\r")
+    term.wait_for("Render this project?")
+    term.press("\r")
+    assert term.exit_code() == 0
+    assert "task: classification" in (tmp_path / "run" / ".copier-answers.yml").read_text()
+
+
+def test_wizard_greys_out_scales_the_hardware_cannot_run(tmp_path):
+    # R-SCALE-FITS-HW, interactively: the reason is shown next to the choice.
+    term = Terminal(["new", "run", "--hardware", "cpu", "--task", "pretraining"], tmp_path)
+    term.wait_for("Model scale")
+    term.wait_for("does not fit on a CPU")
+    term.press("\x03")
+    assert term.exit_code() == 130
+
+
+def test_ctrl_c_in_the_wizard_leaves_no_directory_behind(tmp_path):
+    term = Terminal(["new", "run"], tmp_path)
+    term.wait_for("Where will it train?")
+    term.press("\x03")
+    assert term.exit_code() == 130
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,38 @@
+"""Multi-GPU projects launch with torchrun and SLURM on any number of nodes (R-MULTI-NODE)."""
+
+import shlex
+import subprocess
+
+import pytest
+from combinations import valid_combinations
+
+MULTI = [c for c in valid_combinations() if c[1] == "multi-gpu" and c[0] != "inference"]
+
+
+@pytest.mark.parametrize("task, hardware, scale", MULTI, ids=lambda v: v)
+def test_torchrun_launcher_takes_rendezvous_from_the_environment(render, task, hardware, scale):
+    project = render(task, hardware, scale, gpus=4, nodes=2)
+    script = (project / "launch" / "torchrun.sh").read_text()
+    assert subprocess.run(["bash", "-n", project / "launch" / "torchrun.sh"]).returncode == 0
+    args = shlex.split(script.split("exec ", 1)[1].replace("\\\n", " "))
+    assert args[0] == "torchrun"
+    assert '--nnodes' in args and args[args.index("--nnodes") + 1] == "${NNODES:-2}"
+    assert args[args.index("--nproc_per_node") + 1] == "${NPROC_PER_NODE:-4}"
+    assert args[args.index("--rdzv_backend") + 1] == "c10d"
+    assert "${MASTER_ADDR:-localhost}" in args[args.index("--rdzv_endpoint") + 1]
+    assert "localhost" not in script.replace("${MASTER_ADDR:-localhost}", "")
+
+
+@pytest.mark.parametrize("task, hardware, scale", MULTI, ids=lambda v: v)
+def test_slurm_script_asks_for_the_nodes_and_gpus_and_uses_the_first_node(
+    render, task, hardware, scale
+):
+    project = render(task, hardware, scale, gpus=4, nodes=2)
+    path = project / "launch" / "slurm.sbatch"
+    script = path.read_text()
+    assert subprocess.run(["bash", "-n", path]).returncode == 0
+    assert "#SBATCH --nodes=2" in script
+    assert "#SBATCH --gpus-per-node=4" in script
+    assert "#SBATCH --ntasks-per-node=1" in script
+    assert 'scontrol show hostnames "$SLURM_JOB_NODELIST"' in script
+    assert "srun torchrun" in script and "--nnodes \"$SLURM_NNODES\"" in script

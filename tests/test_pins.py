@@ -1,0 +1,33 @@
+"""R-PINNED: generated pins are the versions this test suite runs with."""
+
+import re
+from importlib.metadata import version
+from pathlib import Path
+
+from packaging.version import Version
+
+from scaffold.template import template_root
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def template_pins() -> dict[str, str]:
+    source = (template_root() / "templates" / "requirements.txt.jinja").read_text()
+    block = source.split("{%- set pins = {", 1)[1].split("}", 1)[0]
+    return dict(re.findall(r"'([\w-]+)': '([^']+)'", block))
+
+
+def test_every_generated_pin_is_the_version_installed_for_this_test_suite():
+    pins = template_pins()
+    assert {"torch", "transformers", "trl", "peft", "accelerate", "datasets"} <= set(pins)
+    # A local label (torch's "+cpu") names the build, not the version.
+    installed = {name: Version(version(name)).public for name in pins}
+    mismatched = {name: (pin, installed[name]) for name, pin in pins.items() if installed[name] != pin}
+    assert not mismatched, f"pin != installed: {mismatched}"
+
+
+def test_the_test_extra_installs_exactly_the_generated_pins():
+    pyproject = (REPO / "pyproject.toml").read_text()
+    extra = dict(re.findall(r'"([\w-]+)==([^"]+)"', pyproject.split("test = [", 1)[1]))
+    extra.pop("pytest-xdist")
+    assert extra == template_pins()
