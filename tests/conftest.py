@@ -34,3 +34,8 @@ def render(tmp_path_factory: pytest.TempPathFactory) -> Render:
         return cache[key]
 
     return _render
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Smoke runs take most of the time: start them first so xdist workers finish together.
+    items.sort(key=lambda item: item.get_closest_marker("smoke") is None)
