@@ -20,7 +20,11 @@ from scaffold.answers import collect
 from scaffold.render import render_project
 from scaffold.template import template_root
 
-NOT_YET = [t for t in qs.question("task").values if t not in ("pretraining", "classification")]
+NOT_YET = [
+    task
+    for task in qs.question("task").values
+    if "not available yet" in (qs.problem(qs.question("task"), {"task": task}) or "")
+]
 
 
 def scaffold(*args: str, cwd: Path) -> subprocess.CompletedProcess:
