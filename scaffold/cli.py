@@ -1,6 +1,7 @@
 """The `scaffold` command line."""
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,9 @@ from scaffold import __version__
 from scaffold import questions as qs
 from scaffold.answers import AnswerError, collect
 from scaffold.render import TargetExistsError, render_project
+from scaffold.source import ENV_SOURCE as SCAFFOLD_TEMPLATE
 
+EXIT_CONFLICTS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -54,6 +57,62 @@ def build_parser() -> argparse.ArgumentParser:
         "-y", "--yes", action="store_true", help="never prompt: use defaults for what is missing"
     )
     new.set_defaults(run=run_new)
+
+    update = commands.add_parser(
+        "update",
+        help="pull template fixes (or changed answers) into a project",
+        description="Update a project made by `scaffold new` to a newer template version "
+        "with `copier update` (a three-way merge that keeps your edits), optionally "
+        "changing answers, e.g. --hardware multi-gpu. The project must be a clean git tree.",
+    )
+    update.add_argument(
+        "path", metavar="PATH", nargs="?", default=".", help="the project (default: .)"
+    )
+    for q in qs.questions():
+        update.add_argument(
+            q.flag,
+            dest=q.name,
+            type=int if q.type == "int" else str,
+            choices=q.values or None,
+            help=f"change the answer: {q.help}",
+        )
+    update.add_argument(
+        "--conflict",
+        choices=["inline", "rej"],
+        default="inline",
+        help="how to leave what cannot merge: conflict markers in the file (default) "
+        "or a .rej file beside it",
+    )
+    update.add_argument(
+        "-y",
+        "--yes",
+        "--defaults",
+        dest="yes",
+        action="store_true",
+        help="never prompt: keep recorded answers except those given as flags",
+    )
+    update.add_argument(
+        "--vcs-ref", metavar="REF", help="template version to update to (default: latest tag)"
+    )
+    update.add_argument(
+        "--skip-answered", action="store_true", help="interactive: ask only new questions"
+    )
+    update.add_argument(
+        "--template",
+        metavar="SRC",
+        default=os.environ.get(SCAFFOLD_TEMPLATE) or None,
+        help="template git URL or path, instead of the one the project records "
+        f"(default: ${SCAFFOLD_TEMPLATE} if set)",
+    )
+    update.set_defaults(run=run_update)
+
+    listing = commands.add_parser(
+        "list",
+        help="show every task x hardware combination and its scales",
+        description="Print the task x hardware combinations and the scales each accepts, "
+        "as copier.yml defines them.",
+    )
+    listing.set_defaults(run=run_list)
     return parser
 
 
@@ -80,6 +139,40 @@ def run_new(args: argparse.Namespace) -> int:
     files = render_project(answers, target)
     print(f"Created {target}/ ({len(files)} files). Next:")
     print(f"  cd {target} && pip install -r requirements.txt && pytest -q")
+    return 0
+
+
+def run_update(args: argparse.Namespace) -> int:
+    from scaffold import update
+
+    given = {q.name: getattr(args, q.name, None) for q in qs.questions()}
+    interactive = not args.yes and sys.stdin.isatty() and sys.stdout.isatty()
+    project = Path(args.path)
+    try:
+        result = update.update_project(
+            project,
+            given,
+            interactive=interactive,
+            conflict=args.conflict,
+            vcs_ref=args.vcs_ref,
+            skip_answered=args.skip_answered,
+            template=args.template,
+        )
+    except update.UpdateError as error:
+        print(f"scaffold: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\nAborted; see `git status` in {project}.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(update.summary(project.absolute(), result))
+    # Conflicts need a human: fail scripts and CI rather than let them commit markers.
+    return EXIT_CONFLICTS if result.conflicts else 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from scaffold.catalog import table
+
+    print(table())
     return 0
 
 

@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import copier
+import yaml
 from copier.errors import CopierWarning
 
-from scaffold.template import template_root
+from scaffold.source import template_source
+
+ANSWERS_FILE = ".copier-answers.yml"
 
 
 class TargetExistsError(Exception):
@@ -27,18 +30,23 @@ def render_project(answers: dict[str, Any], target: Path) -> list[Path]:
         raise TargetExistsError(f"{target} already exists and is not empty")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    source = template_source()
     try:
         with warnings.catch_warnings():
             # Copier warns about untagged or dirty template checkouts; users can't act on it.
             warnings.simplefilter("ignore", CopierWarning)
             copier.run_copy(
-                str(template_root()),
+                source.src,
                 staging,
                 data=answers,
                 defaults=True,
                 quiet=True,
                 unsafe=False,
+                vcs_ref=source.vcs_ref,
             )
+        if source.record is not None:
+            # Still in staging: the project appears with its update source, or not at all.
+            record_source(staging / ANSWERS_FILE, *source.record)
         if target.exists():
             target.rmdir()
         staging.rename(target)
@@ -46,3 +54,12 @@ def render_project(answers: dict[str, Any], target: Path) -> list[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return sorted(p.relative_to(target) for p in target.rglob("*") if p.is_file())
+
+
+def record_source(answers_file: Path, src_path: str, commit: str) -> None:
+    """Point a project's answers file at the template `copier update` should use."""
+    header, _, _ = answers_file.read_text().partition("\n")
+    answers = yaml.safe_load(answers_file.read_text()) or {}
+    answers |= {"_src_path": src_path, "_commit": commit}
+    # Sorted, as Copier writes it, so a later `copier update` rewrites it without noise.
+    answers_file.write_text(f"{header}\n{yaml.safe_dump(answers, sort_keys=True)}")

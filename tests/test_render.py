@@ -72,9 +72,10 @@ def test_single_device_projects_contain_no_distributed_code(render, task, hardwa
         assert not found, f"{path.relative_to(project)} mentions {found}"
 
 
+# `bf16: false` is allowed: TRL configs default to bf16, so CPU/MPS configs must turn it off.
 OTHER_HARDWARE = {
-    "cpu": re.compile(r"\bcuda\b|\bmps\b|autocast|bf16|bfloat16|pin_memory=True", re.I),
-    "mps": re.compile(r"\bcuda\b|autocast|fp16|bf16|bfloat16|pin_memory=True", re.I),
+    "cpu": re.compile(r"\bcuda\b|\bmps\b|autocast|bf16(?!: false)|bfloat16|pin_memory=True", re.I),
+    "mps": re.compile(r"\bcuda\b|autocast|fp16|bf16(?!: false)|bfloat16|pin_memory=True", re.I),
     "cuda": re.compile(r"\bmps\b", re.I),
     "multi-gpu": re.compile(r"\bmps\b", re.I),
 }

@@ -1,0 +1,86 @@
+"""The docs site builds (strict: no broken links) with a gallery page per sample."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scaffold.gallery import diff_steps, fenced, load_samples, pages, sample_page_path
+from scaffold.samples import SAMPLES
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_DIRS = sorted(p.parent for p in SAMPLES.glob("*/.copier-answers.yml"))
+
+
+def html_for(site: Path, page: str) -> Path:
+    # mkdocs' directory URLs: gallery/pretraining/cpu.md -> gallery/pretraining/cpu/index.html
+    page = page.removesuffix(".md")
+    directory = page.removesuffix("index") if page.endswith("index") else page + "/"
+    return site / directory / "index.html"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out)],
+        cwd=REPO,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},  # material's end-of-life banner
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out
+
+
+def test_the_site_has_the_hand_written_pages(site):
+    for page in ("index.md", "updating.md", "releasing.md", "gallery/index.md"):
+        assert html_for(site, page).is_file(), page
+    assert "git tag -a v" in html_for(site, "releasing.md").read_text()
+
+
+def test_there_are_samples_to_show():
+    assert SAMPLE_DIRS, "generated_samples/ is empty: python -m scaffold.samples"
+
+
+@pytest.mark.parametrize("sample", SAMPLE_DIRS, ids=[p.name for p in SAMPLE_DIRS])
+def test_every_sample_has_a_page_with_its_tree_and_key_files(site, sample):
+    answers = yaml.safe_load((sample / ".copier-answers.yml").read_text())
+    page = html_for(site, sample_page_path(answers))
+    assert page.is_file(), f"no gallery page for {sample.name}"
+    html = page.read_text()
+    assert "README.md" in html and "configs" in html
+    entry = "infer.py" if (sample / "infer.py").is_file() else "train.py"
+    assert entry in html
+    task_page = html_for(site, f"gallery/{answers['task']}/index.md")
+    assert task_page.is_file()
+    index = html_for(site, "gallery/index.md").read_text()
+    assert f'href="{answers["task"]}/{answers["hardware"]}/"' in index
+
+
+def test_task_pages_diff_each_hardware_target_against_the_one_it_grows_from():
+    assert diff_steps(["cpu", "mps", "cuda", "multi-gpu"]) == [
+        ("cpu", "mps"),
+        ("cpu", "cuda"),
+        ("cuda", "multi-gpu"),
+    ]
+    assert diff_steps(["cpu", "multi-gpu"]) == [("cpu", "multi-gpu")]
+    by_task = {(s["task"], s["hardware"]) for s in load_samples(SAMPLES)}
+    written = pages(SAMPLES)
+    for task, hardware in by_task:
+        if hardware == "multi-gpu" and (task, "cuda") in by_task:
+            text = written[f"gallery/{task}/index.md"]
+            assert "## cuda → multi-gpu" in text
+            # launch/ exists only for multi-gpu: it shows up as added files in the diff.
+            if (SAMPLES / f"{task}-multi-gpu" / "launch").is_dir():
+                assert "`launch/torchrun.sh` (added)" in text
+
+
+def test_code_with_its_own_fences_is_fenced_longer():
+    text = "# README\n\n```bash\npytest -q\n```\n"
+    block = fenced(text, "markdown")
+    assert block.startswith("````markdown\n") and block.endswith("\n````")
