@@ -156,8 +156,14 @@ def test_plain_copier_copy_renders_the_same_project_as_scaffold_new(tmp_path, ha
     render_project(collect({"project_name": "run", "gpus": 2, **given}), scaffold_dir)
     # copier fills what was not given from copier.yml's own defaults, as a user's would.
     extra = {"gpus": 2} if hardware == "multi-gpu" else {}
+    # HEAD, not the latest tag: both must render the templates of this checkout.
     copier.run_copy(
-        str(template_root()), copier_dir, data={**given, **extra}, defaults=True, quiet=True
+        str(template_root()),
+        copier_dir,
+        data={**given, **extra},
+        defaults=True,
+        quiet=True,
+        vcs_ref="HEAD",
     )
     assert tree_digest(copier_dir) == tree_digest(scaffold_dir)
 

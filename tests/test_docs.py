@@ -40,7 +40,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_site_has_the_hand_written_pages(site):
     for page in ("index.md", "updating.md", "releasing.md", "gallery/index.md"):
         assert html_for(site, page).is_file(), page
-    assert "git tag -a v" in html_for(site, "releasing.md").read_text()
+    assert "Never move or delete a released tag" in html_for(site, "releasing.md").read_text()
 
 
 def test_there_are_samples_to_show():

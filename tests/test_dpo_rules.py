@@ -62,7 +62,8 @@ def test_r_use_library_config_takes_the_training_section_as_is(project):
     for name in ("train", "smoke"):
         assert set(config(project, name)["training"]) <= fields, name
     (call,) = calls(tree(project), "DPOConfig")
-    assert isinstance(call.args[0], ast.Starred) and call.args[0].value.id == "training"
+    (splat,) = call.keywords  # Config(**training)
+    assert splat.arg is None and ast.unparse(splat.value) == "training"
     training = config(project)["training"]
     for key in ("gradient_accumulation_steps", "save_total_limit", "report_to"):
         assert key in training
