@@ -172,7 +172,11 @@ def test_pretraining_lr_warms_up_then_decays_by_cosine_on_every_param_group(proj
     loop = training_loop(module)
     assert calls(loop, "lr_at")
     group_loops = [n for n in loop.body if isinstance(n, ast.For)]
-    assert any("optimizer.param_groups" in ast.unparse(n.iter) for n in group_loops)
+    assert any(
+        ast.unparse(n.iter) == "optimizer.param_groups"
+        and ast.unparse(n.body) == f"{ast.unparse(n.target)}['lr'] = lr"
+        for n in group_loops
+    )
     namespace = {"math": math}
     exec(compile(ast.Module([function(module, "lr_at")], []), "lr_at", "exec"), namespace)
     lr_at = namespace["lr_at"]
