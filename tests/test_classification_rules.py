@@ -6,9 +6,6 @@ projects' own smoke tests do that, see test_smoke_projects.py).
 
 import ast
 import dataclasses
-import importlib.util
-import json
-import sys
 from functools import cache
 from pathlib import Path
 
@@ -357,38 +354,3 @@ def test_default_model_has_a_classification_head(project, hardware, scale):
     assert "gpt2" not in name.lower() and "instruct" not in name.lower()
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers["model"] == name
-
-
-def _load_data(project: Path):
-    """Import the rendered train.py's load_data (train.py imports config.py from its folder)."""
-    sys.path.insert(0, str(project))
-    try:
-        spec = importlib.util.spec_from_file_location(f"train_{project.name}", project / "train.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(project))
-        sys.modules.pop("config", None)
-    return module.load_data
-
-
-def test_bad_data_is_reported_with_the_file_and_the_schema(project, hardware, scale, tmp_path):
-    """R-DATA-VALIDATION (run for real on one render per scale; the code is shared)"""
-    if hardware != {"small": "cpu", "medium": "mps", "large": "multi-gpu"}[scale]:
-        pytest.skip("same load_data in every render of this scale")
-    load_data = _load_data(project)
-    good = tmp_path / "good.jsonl"
-    good.write_text(json.dumps({"text": "fine", "label": "a"}) + "\n")
-    cases = {
-        "missing.jsonl": None,
-        "no_label.jsonl": {"text": "hello"},
-        "empty_text.jsonl": {"text": "  ", "label": "a"},
-    }
-    for name, row in cases.items():
-        bad = tmp_path / name
-        if row is not None:
-            bad.write_text(json.dumps({"text": "ok", "label": "a"}) + "\n" + json.dumps(row) + "\n")
-        with pytest.raises(SystemExit) as error:
-            load_data({"train_file": str(good), "validation_file": str(bad)})
-        message = str(error.value)
-        assert name in message and '"text"' in message and '"label"' in message, message

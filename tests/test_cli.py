@@ -6,9 +6,9 @@ import os
 import pty
 import select
 import struct
-import termios
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -170,7 +170,8 @@ def test_plain_copier_copy_renders_the_same_project_as_scaffold_new(tmp_path, ha
 
 def test_hardware_is_detected_from_nvidia_smi_without_importing_torch(tmp_path):
     fake = tmp_path / "nvidia-smi"
-    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 (UUID: a)'\necho 'GPU 1: NVIDIA H100 (UUID: b)'\n")
+    gpus = "\n".join(f"echo 'GPU {i}: NVIDIA H100 (UUID: {i})'" for i in range(2))
+    fake.write_text(f"#!/bin/sh\n{gpus}\n")
     fake.chmod(0o755)
     code = (
         "import sys; from scaffold.detect import detect_hardware; "

@@ -16,7 +16,7 @@ def test_torchrun_launcher_takes_rendezvous_from_the_environment(render, task, h
     assert subprocess.run(["bash", "-n", project / "launch" / "torchrun.sh"]).returncode == 0
     args = shlex.split(script.split("exec ", 1)[1].replace("\\\n", " "))
     assert args[0] == "torchrun"
-    assert '--nnodes' in args and args[args.index("--nnodes") + 1] == "${NNODES:-2}"
+    assert "--nnodes" in args and args[args.index("--nnodes") + 1] == "${NNODES:-2}"
     assert args[args.index("--nproc_per_node") + 1] == "${NPROC_PER_NODE:-4}"
     assert args[args.index("--rdzv_backend") + 1] == "c10d"
     assert "${MASTER_ADDR:-localhost}" in args[args.index("--rdzv_endpoint") + 1]
@@ -35,4 +35,4 @@ def test_slurm_script_asks_for_the_nodes_and_gpus_and_uses_the_first_node(
     assert "#SBATCH --gpus-per-node=4" in script
     assert "#SBATCH --ntasks-per-node=1" in script
     assert 'scontrol show hostnames "$SLURM_JOB_NODELIST"' in script
-    assert "srun torchrun" in script and "--nnodes \"$SLURM_NNODES\"" in script
+    assert "srun torchrun" in script and '--nnodes "$SLURM_NNODES"' in script

@@ -22,7 +22,7 @@ def test_every_generated_pin_is_the_version_installed_for_this_test_suite():
     assert {"torch", "transformers", "trl", "peft", "accelerate", "datasets"} <= set(pins)
     # A local label (torch's "+cpu") names the build, not the version.
     installed = {name: Version(version(name)).public for name in pins}
-    mismatched = {name: (pin, installed[name]) for name, pin in pins.items() if installed[name] != pin}
+    mismatched = {n: (pin, installed[n]) for n, pin in pins.items() if installed[n] != pin}
     assert not mismatched, f"pin != installed: {mismatched}"
 
 

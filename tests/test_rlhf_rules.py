@@ -179,11 +179,10 @@ def test_r_pin_memory_and_r_device(project):
         assert "fall_back_to_cpu" in main
 
 
-def test_r_mps_environment_is_set_before_torch(project):
+@pytest.mark.parametrize("scale", [s for hw, s in COMBOS if hw == "mps"])
+def test_r_mps_environment_is_set_before_torch(render, scale):
     # R-MPS: fallback and tokenizer parallelism set before torch is imported; smaller batches.
-    project, hardware, _ = project
-    if hardware != "mps":
-        pytest.skip("MPS projects only")
+    project = render("rlhf", "mps", scale)
     module = tree(project)
     env = [i for i, n in enumerate(module.body) if "os.environ.setdefault" in ast.unparse(n)]
     torch = [

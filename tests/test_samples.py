@@ -18,6 +18,6 @@ def test_samples_cover_every_available_combination_and_nothing_else():
 def test_sample_matches_what_the_templates_render_now(tmp_path, task, hardware):
     render_sample(task, hardware, tmp_path / "sample")
     committed = SAMPLES / sample_name(task, hardware)
-    assert tree_digest(tmp_path / "sample") == tree_digest(committed), (
-        f"{committed.name} is stale; re-render with: python -m scaffold.samples"
-    )
+    assert tree_digest(tmp_path / "sample") == tree_digest(
+        committed
+    ), f"{committed.name} is stale; re-render with: python -m scaffold.samples"
