@@ -1,0 +1,155 @@
+"""Fine-tune a sequence classifier with the transformers `Trainer`.
+
+    python train.py --config configs/train.yaml [--section.key value ...] [--resume [CHECKPOINT]]
+    torchrun --nproc_per_node 8 train.py --config configs/train.yaml   # or launch/torchrun.sh
+
+Data: JSON lines with a `text` and a `label` field, e.g. data/train.jsonl.
+Scale small: full fine-tuning of every weight.
+"""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from datasets import DatasetDict, load_dataset
+from datasets.exceptions import DatasetGenerationError
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+
+from config import load_config
+
+SCHEMA = 'one JSON object per line: {"text": "<non-empty string>", "label": "<class name or id>"}'
+
+
+def load_data(data_cfg: dict) -> DatasetDict:
+    """Load the train/validation JSONL files and check them (R-DATA-VALIDATION)."""
+    files = {"train": data_cfg["train_file"], "validation": data_cfg["validation_file"]}
+    for split, path in files.items():
+        if not Path(path).is_file():
+            raise SystemExit(f"{split} data not found: {path}\nExpected {SCHEMA}")
+    try:
+        dataset = load_dataset("json", data_files=files)
+    except DatasetGenerationError as err:
+        raise SystemExit(f"cannot read {files}: {err.__cause__ or err}\nExpected {SCHEMA}") from err
+
+    for split, path in files.items():
+        data = dataset[split]
+        missing = {"text", "label"} - set(data.column_names)
+        if missing or data.num_rows == 0:
+            problem = f"missing {sorted(missing)}" if missing else "no examples"
+            raise SystemExit(f"{path}: {problem}\nExpected {SCHEMA}")
+        for line, (text, label) in enumerate(zip(data["text"], data["label"], strict=True), 1):
+            if not isinstance(text, str) or not text.strip() or label is None:
+                raise SystemExit(f"{path}, line {line}: empty text or label\nExpected {SCHEMA}")
+    return dataset
+
+
+def label_maps(dataset: DatasetDict, data_cfg: dict) -> tuple[dict[int, str], dict[str, int]]:
+    """Class names from the training data, sorted; validation adds none (R-LABELS)."""
+    names = [str(label) for label in sorted(set(dataset["train"]["label"]))]
+    if len(names) < 2:
+        raise SystemExit(f"{data_cfg['train_file']}: need at least 2 labels, found {names}")
+    unseen = {str(label) for label in dataset["validation"]["label"]} - set(names)
+    if unseen:
+        raise SystemExit(
+            f"{data_cfg['validation_file']}: labels {sorted(unseen)} not in training data"
+        )
+    return dict(enumerate(names)), {name: i for i, name in enumerate(names)}
+
+
+def compute_metrics(eval_pred) -> dict[str, float]:
+    """R-METRICS: accuracy, and F1/precision/recall averaged over classes (macro)."""
+    logits, labels = eval_pred
+    predictions = np.argmax(logits, axis=-1)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, predictions, average="macro", zero_division=0
+    )
+    return {
+        "accuracy": accuracy_score(labels, predictions),
+        "f1": f1,
+        "precision": precision,
+        "recall": recall,
+    }
+
+
+def main() -> None:
+    cfg, args = load_config()
+    model_cfg, data_cfg, training = cfg["model"], cfg["data"], cfg["training"]
+    if not torch.cuda.is_available():  # R-DEVICE: CPU processes talk over gloo (used by the tests)
+        warnings.warn("CUDA is not available: training on CPU processes (slow)", stacklevel=1)
+        training.update(use_cpu=True, bf16=False, dataloader_pin_memory=False, ddp_backend="gloo")
+    # `training` is TrainingArguments as-is: the Trainer does device placement, DDP/FSDP,
+    # mixed precision, gradient accumulation, checkpoint rotation and logging (R-USE-LIBRARY).
+    training_args = TrainingArguments(**training)
+    state = PartialState()  # the process group Trainer set up; state.print prints on rank 0 only
+    state.print(f"device: {training_args.device}, {training_args.world_size} processes")
+    set_seed(training_args.seed)  # R-SEED: before the classification head is initialised
+
+    dataset = load_data(data_cfg)
+    id2label, label2id = label_maps(dataset, data_cfg)
+    state.print(f"labels: {id2label}")
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_cfg["name"], trust_remote_code=model_cfg["trust_remote_code"]
+    )
+    if tokenizer.pad_token is None:  # R-PAD-TOKEN: decoder models often ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+
+    def preprocess(batch: dict) -> dict:
+        encoded = tokenizer(batch["text"], truncation=True, max_length=data_cfg["max_length"])
+        encoded["labels"] = [label2id[str(label)] for label in batch["label"]]
+        return encoded
+
+    # R-PREPROCESS-ONCE: tokenize every split once, up front; batches are padded per batch.
+    with training_args.main_process_first(desc="tokenize"):  # rank 0 first; others reuse its cache
+        dataset = dataset.map(preprocess, batched=True, remove_columns=["text", "label"])
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_cfg["name"],
+        num_labels=len(id2label),
+        id2label=id2label,
+        label2id=label2id,
+        dtype=model_cfg["dtype"],
+        trust_remote_code=model_cfg["trust_remote_code"],  # R-SAFE-LOAD
+        **model_cfg["config_overrides"],
+    )
+    model.config.pad_token_id = tokenizer.pad_token_id
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    state.print(f"parameters: {trainable:,} trainable of {total:,} ({trainable / total:.2%})")
+    if trainable == 0:  # R-TRAINABLE
+        raise SystemExit("the model has no trainable parameters")
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset["train"],
+        eval_dataset=dataset["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
+        # R-OVERFIT-WATCH: stop when the validation metric stops improving.
+        callbacks=[EarlyStoppingCallback(cfg["early_stopping"]["patience"])],
+    )
+    trainer.train(resume_from_checkpoint=True if args.resume == "latest" else args.resume)
+
+    # With load_best_model_at_end the model is now the best checkpoint's.
+    trainer.save_model(Path(training_args.output_dir) / "final")
+    metrics = trainer.evaluate()
+    trainer.log_metrics("eval", metrics)
+    trainer.save_metrics("eval", metrics)
+
+
+if __name__ == "__main__":
+    main()

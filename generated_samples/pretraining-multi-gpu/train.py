@@ -1,0 +1,455 @@
+"""Pretrain a GPT from scratch on several GPUs with DDP.
+
+    torchrun --nproc_per_node 8 train.py --config configs/train.yaml [--section.key value ...]
+    bash launch/torchrun.sh [--section.key value ...] [--resume [CHECKPOINT]]
+
+Reads the token files written by prepare_data.py and writes to `training.out_dir`:
+log.jsonl (metrics), ckpt_<step>.pt (the last few), best.pt (lowest validation loss) and,
+at the end, model.safetensors. The first Ctrl+C / SIGTERM saves a checkpoint and stops.
+"""
+
+import itertools
+import json
+import math
+import os
+import random
+import signal
+import threading
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from config import load_config
+from model import GPT, GPTConfig
+
+
+class TokenWindows(Dataset):
+    """Non-overlapping windows of block_size + 1 tokens from a token file.
+
+    x is a window without its last token, y without its first: the targets are shifted
+    here, once (R-LOSS-SHAPE). The file is opened with `np.memmap` in the dtype recorded
+    in meta.json (R-MEMMAP-DTYPE), lazily, so each DataLoader worker maps it itself.
+    """
+
+    def __init__(self, path: Path, dtype: str, block_size: int):
+        if not path.is_file():  # R-DATA-VALIDATION
+            raise SystemExit(f"{path} not found: run prepare_data.py with this config first")
+        self.path, self.dtype, self.block_size = path, dtype, block_size
+        n_tokens = path.stat().st_size // np.dtype(dtype).itemsize
+        self.n_windows = (n_tokens - 1) // block_size
+        if self.n_windows < 1:
+            raise SystemExit(
+                f"{path} holds {n_tokens} tokens, fewer than block_size + 1 = {block_size + 1}:"
+                " use more data or a smaller model.block_size"
+            )
+        self.tokens: np.memmap | None = None
+
+    def __len__(self) -> int:
+        return self.n_windows
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.tokens is None:
+            self.tokens = np.memmap(self.path, dtype=self.dtype, mode="r")
+        start = i * self.block_size
+        window = torch.from_numpy(self.tokens[start : start + self.block_size + 1].astype(np.int64))
+        return window[:-1], window[1:]
+
+
+def batches(loader: DataLoader, epoch: int, start: int):
+    """Yield (epoch, index, x, y) forever, from micro-batch `start` of `epoch` on."""
+    while True:
+        loader.sampler.set_epoch(epoch)  # R-DIST-SAMPLER: a new shuffle each epoch
+        for i, (x, y) in enumerate(itertools.islice(loader, start, None), start):
+            yield epoch, i, x, y
+        epoch, start = epoch + 1, 0
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    # R-LOSS-SHAPE: (B, T, V) logits against (B, T) targets, flattened to (B*T, V) and (B*T,).
+    return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
+def lr_at(step: int, t: dict) -> float:
+    """R-LR-SCHEDULE: linear warmup to `lr`, then cosine decay to `min_lr` at `lr_decay_steps`."""
+    if step < t["warmup_steps"]:
+        return t["lr"] * (step + 1) / t["warmup_steps"]
+    if step >= t["lr_decay_steps"]:
+        return t["min_lr"]
+    progress = (step - t["warmup_steps"]) / (t["lr_decay_steps"] - t["warmup_steps"])
+    return t["min_lr"] + 0.5 * (1.0 + math.cos(math.pi * progress)) * (t["lr"] - t["min_lr"])
+
+
+@torch.no_grad()  # R-NO-GRAD-EVAL
+def evaluate(
+    model: torch.nn.Module, loader: DataLoader, n_batches: int, device: torch.device, amp
+) -> float:
+    model.eval()  # R-TRAIN-EVAL-MODE
+    losses = []
+    for x, y in itertools.islice(loader, n_batches):
+        x, y = x.to(device), y.to(device)
+        with amp:
+            losses.append(lm_loss(model(x), y))
+    model.train()
+    # Each rank scored its own shard of the validation set; average over all of them.
+    totals = torch.stack([torch.stack(losses).sum(), torch.tensor(len(losses), device=device)])
+    dist.all_reduce(totals)
+    return (totals[0] / totals[1]).item()
+
+
+def seed_everything(seed: int) -> None:
+    """R-SEED: one seed for Python, NumPy and torch (every device)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state(device: torch.device) -> dict:
+    """The RNG states as tensors and plain types, so `weights_only=True` can load them."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (kind, key.tolist(), pos, has_gauss, gauss),
+        "torch": torch.get_rng_state(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    random.setstate(state["python"])
+    kind, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_atomic(state: dict, path: Path) -> None:
+    """R-SAFE-INTERRUPT: write to a temp file, then rename, so a crash mid-write never
+    leaves a truncated checkpoint behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def checkpoints(out_dir: Path) -> list[Path]:
+    """ckpt_<step>.pt files, oldest first."""
+    return sorted(out_dir.glob("ckpt_*.pt"), key=lambda p: int(p.stem.removeprefix("ckpt_")))
+
+
+def find_checkpoint(resume: str, out_dir: Path) -> Path:
+    """--resume alone means the latest checkpoint in the output dir; else a path."""
+    if resume == "latest":
+        if not checkpoints(out_dir):
+            raise SystemExit(f"--resume: no ckpt_*.pt in {out_dir}")
+        return checkpoints(out_dir)[-1]
+    if not Path(resume).is_file():
+        raise SystemExit(f"--resume: {resume} not found")
+    return Path(resume)
+
+
+def make_checkpoint(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    progress: dict,
+    cfg: dict,
+    device: torch.device,
+) -> dict | None:
+    """R-FULL-CHECKPOINT: weights, optimizer, progress, every rank's RNG and the config.
+
+    Collective: every rank calls it. The state dicts are consolidated (full, not sharded)
+    on rank 0's CPU, which gets the checkpoint; the other ranks get None.
+    """
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_state = get_model_state_dict(model, options=options)
+    optimizer_state = get_optimizer_state_dict(model, optimizer, options=options)
+    rng = [None] * dist.get_world_size()
+    dist.all_gather_object(rng, rng_state(device))
+    if dist.get_rank() != 0:
+        return None
+    return {
+        "model": model_state,
+        "optimizer": optimizer_state,
+        **progress,
+        "rng": rng,
+        "config": cfg,
+    }
+
+
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
+) -> dict:
+    """Restore a checkpoint on every rank; return its progress (step, epoch, ...)."""
+    # R-SAFE-LOAD: tensors and plain types only. mmap: ranks share the file, not copies of it.
+    ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    options = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, ckpt["model"], options=options)
+    set_optimizer_state_dict(model, optimizer, ckpt["optimizer"], options=options)
+    if len(ckpt["rng"]) == dist.get_world_size():
+        set_rng_state(ckpt["rng"][dist.get_rank()], device)
+    else:
+        warnings.warn("checkpoint has another number of ranks: RNG streams restart", stacklevel=2)
+    return {key: ckpt[key] for key in PROGRESS}
+
+
+# What a checkpoint records about where training stands.
+PROGRESS = ("step", "epoch", "batch_in_epoch", "best_val_loss")
+
+
+class Logger:
+    """Metrics to <out_dir>/log.jsonl, and to W&B when `logging.wandb` is on (R-LOG-AFTER-STEP).
+
+    W&B is imported lazily and initialised once, before the first log; when it is not
+    installed or cannot start, training goes on with the JSONL log alone. Only rank 0 logs.
+    """
+
+    def __init__(self, out_dir: Path, cfg: dict, enabled: bool):
+        self.enabled = enabled
+        if not enabled:
+            return
+        self.file = (out_dir / "log.jsonl").open("a")
+        self.wandb = None
+        if cfg["logging"]["wandb"]:
+            try:
+                import wandb
+
+                self.wandb = wandb.init(
+                    project=cfg["logging"]["wandb_project"], name=out_dir.name, config=cfg
+                )
+            except Exception as error:  # a missing package or account must not stop training
+                warnings.warn(f"W&B is off ({error}); logging to log.jsonl only", stacklevel=2)
+
+    def info(self, message: str) -> None:
+        if self.enabled:
+            print(message, flush=True)
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        """R-ITEM-LOGGING: Python floats only; json.dumps refuses tensors."""
+        if not self.enabled:
+            return
+        self.file.write(json.dumps({"step": step, **values}) + "\n")
+        self.file.flush()
+        print(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()), flush=True)
+        if self.wandb is not None:
+            self.wandb.log(values, step=step)
+
+
+def stop_on_signal(log: Logger) -> threading.Event:
+    """R-SAFE-INTERRUPT: the first Ctrl+C / SIGTERM finishes the current step, saves a
+    checkpoint and exits; a second one stops at once."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info(f"{signal.Signals(signum).name}: saving a checkpoint after this step")
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def train(cfg: dict, resume: str | None) -> None:
+    data, t = cfg["data"], cfg["training"]
+    out_dir = Path(t["out_dir"])  # R-OUTPUT-NAME: runs/<project name>
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)  # R-DDP-INIT: before the model is built
+    else:
+        warnings.warn("CUDA is not available: running on the CPU with gloo (slow)", stacklevel=2)
+        device = torch.device("cpu")
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    log = Logger(out_dir, cfg, enabled=rank == 0)  # R-DDP-INIT: only rank 0 logs and saves
+    log.info(f"device: {device} (rank {rank} of {world_size})")
+    if device.type == "cuda":
+        # R-AMP: bf16 autocast and TF32 matmuls; the weights stay FP32.
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    seed_everything(t["seed"])  # R-SEED: before the model is built, identically on every rank
+
+    # Data: token files from prepare_data.py, in the dtype they were written with.
+    data_dir = Path(data["out_dir"])
+    meta = json.loads((data_dir / "meta.json").read_text())
+    block_size = cfg["model"]["block_size"]
+    train_set = TokenWindows(data_dir / "train.bin", meta["dtype"], block_size)
+    val_set = TokenWindows(data_dir / "val.bin", meta["dtype"], block_size)
+    # R-DIST-SAMPLER: each rank reads its own shard; the samplers shuffle, the loaders never do.
+    train_sampler = DistributedSampler(train_set, shuffle=True, seed=t["seed"], drop_last=True)
+    val_sampler = DistributedSampler(val_set, shuffle=False)
+    # The loaders draw worker seeds from their own generator, not the global RNG, so a
+    # resumed run replays the same random stream (dropout) as an uninterrupted one.
+    # R-PIN-MEMORY: pinned memory and worker processes feed a GPU; on a CPU they only cost.
+    on_gpu = device.type == "cuda"
+    loader_args = {
+        "pin_memory": on_gpu,
+        "num_workers": data["num_workers"] if on_gpu else 0,
+        "generator": torch.Generator(),
+    }
+    train_loader = DataLoader(
+        train_set, t["batch_size"], sampler=train_sampler, drop_last=True, **loader_args
+    )
+    val_loader = DataLoader(val_set, t["batch_size"], sampler=val_sampler, **loader_args)
+    if len(train_loader) == 0:
+        raise SystemExit(f"{len(train_set)} training windows make no batch of {t['batch_size']}")
+
+    # Model. The vocabulary is padded to a multiple of 64 for faster matmuls.
+    model_args = {k: v for k, v in cfg["model"].items() if k != "preset"}
+    vocab_size = math.ceil(meta["vocab_size"] / 64) * 64
+    config = GPTConfig.from_preset(cfg["model"]["preset"], vocab_size=vocab_size, **model_args)
+    raw_model = GPT(config).to(device)
+    total = sum(p.numel() for p in raw_model.parameters())
+    trainable = sum(p.numel() for p in raw_model.parameters() if p.requires_grad)
+    log.info(f"parameters: {trainable:,} trainable / {total:,} total")  # R-TRAINABLE
+    if trainable == 0:
+        raise SystemExit("the model has no trainable parameters")
+    flops_per_token = raw_model.flops_per_token()
+    # R-DDP-INIT: every rank built the same weights from the same seed; DDP keeps them equal.
+    model = DDP(raw_model, device_ids=[local_rank] if device.type == "cuda" else None)
+    seed_everything(t["seed"] + rank)  # R-RANK-SEED: per-rank randomness (dropout) from here on
+
+    # AdamW; weight decay on matrices (linear and embedding weights), not on biases and norms.
+    params = [p for p in raw_model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": t["weight_decay"]},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(
+        groups, lr=t["lr"], betas=(t["beta1"], t["beta2"]), fused=device.type == "cuda"
+    )
+
+    # R-RESUME: model, optimizer, step, data position and RNG continue where they stopped.
+    progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_val_loss": math.inf}
+    last_checkpoint = None
+    if resume:
+        last_checkpoint = find_checkpoint(resume, out_dir)
+        progress = load_checkpoint(last_checkpoint, raw_model, optimizer, device)
+        log.info(f"resumed from {last_checkpoint} at step {progress['step']}")
+    if t["compile"]:
+        model = torch.compile(model)
+
+    if cfg["eval"]["only"]:
+        val_loss = evaluate(model, val_loader, cfg["eval"]["batches"], device, amp)
+        log.info(f"val loss {val_loss:.4f} (perplexity {math.exp(val_loss):.2f})")
+        return
+
+    def save(path: Path) -> None:
+        state = make_checkpoint(raw_model, optimizer, progress, cfg, device)
+        if state is not None:  # rank 0
+            save_atomic(state, path)
+
+    accum = t["grad_accum_steps"]
+    tokens_per_step = t["batch_size"] * block_size * accum * world_size
+    log.info(f"{tokens_per_step:,} tokens per optimizer step")
+    stop = stop_on_signal(log)
+    stream = batches(train_loader, progress["epoch"], progress["batch_in_epoch"])
+    step = progress["step"]
+    model.train()  # R-TRAIN-EVAL-MODE
+    while step < t["max_steps"]:
+        started = time.perf_counter()
+        lr = lr_at(step, t)
+        for group in optimizer.param_groups:  # R-LR-SCHEDULE: every group, every step
+            group["lr"] = lr
+
+        # R-STEP-ORDER: zero_grad -> forward -> backward -> clip -> step.
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), device=device)
+        for micro_step in range(accum):
+            epoch, index, x, y = next(stream)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # R-DEVICE
+            # R-GRAD-ACCUM: all-reduce gradients on the last micro-batch only.
+            with model.no_sync() if micro_step < accum - 1 else nullcontext():
+                with amp:
+                    loss = lm_loss(model(x), y) / accum  # R-GRAD-ACCUM: mean over micro-batches
+                loss.backward()
+            loss_sum += loss.detach()  # R-ITEM-LOGGING: no graph is kept
+            progress["epoch"], progress["batch_in_epoch"] = epoch, index + 1
+        # One all-reduce: the mean loss over ranks, and whether any rank was told to stop.
+        stats = torch.stack([loss_sum, torch.tensor(float(stop.is_set()), device=device)])
+        dist.all_reduce(stats)
+        train_loss, stopping = stats[0].item() / world_size, stats[1].item() > 0
+        if not math.isfinite(train_loss):  # R-NAN-GUARD
+            raise SystemExit(
+                f"loss is {train_loss} at step {step + 1}: stopping. Last good checkpoint: "
+                f"{last_checkpoint or 'none yet'}; resume from it with a lower training.lr."
+            )
+        # R-GRAD-CLIP: clip after backward, before the step; the norm before clipping is logged.
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
+        optimizer.step()
+        step += 1
+        progress["step"] = step
+
+        # R-LOG-AFTER-STEP: metrics after the optimizer step, under the global step.
+        if step % cfg["logging"]["interval"] == 0:
+            seconds = time.perf_counter() - started
+            tflops = flops_per_token * tokens_per_step / seconds / 1e12
+            metrics = {
+                "train_loss": train_loss,
+                "lr": lr,
+                "grad_norm": grad_norm.item(),
+                "tokens_per_s": tokens_per_step / seconds,
+                "tflops": tflops / world_size,  # per GPU
+            }
+            if t["peak_tflops"]:  # model FLOPs utilisation, as in nanoGPT
+                metrics["mfu"] = metrics["tflops"] / t["peak_tflops"]
+            log.metrics(step, metrics)
+        if step % cfg["eval"]["interval"] == 0 or step == t["max_steps"]:
+            val_loss = evaluate(model, val_loader, cfg["eval"]["batches"], device, amp)
+            log.metrics(step, {"train_loss": train_loss, "val_loss": val_loss})  # R-OVERFIT-WATCH
+            if val_loss < progress["best_val_loss"]:
+                progress["best_val_loss"] = val_loss
+                save(out_dir / "best.pt")
+        if step % cfg["checkpoint"]["interval"] == 0 or step == t["max_steps"] or stopping:
+            last_checkpoint = out_dir / f"ckpt_{step:06d}.pt"
+            save(last_checkpoint)
+            if rank == 0:
+                for old in checkpoints(out_dir)[: -cfg["checkpoint"]["keep_last"]]:
+                    old.unlink()
+            log.info(f"saved {last_checkpoint}")
+        if stopping:
+            log.info(f"stopped at step {step}; continue with --resume")
+            return
+
+    # The trained weights alone, as safetensors (R-SAFE-LOAD).
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights = get_model_state_dict(raw_model, options=options)
+    if rank == 0:
+        save_file(weights, out_dir / "model.safetensors")
+    log.info(f"done: {out_dir / 'model.safetensors'}")
+
+
+def main() -> None:
+    cfg, args = load_config()
+    if "LOCAL_RANK" not in os.environ:
+        raise SystemExit("launch with torchrun: bash launch/torchrun.sh (see README.md)")
+    # R-DDP-INIT: NCCL between GPUs; gloo runs the same code on CPUs (tests).
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        train(cfg, args.resume)
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Supervised fine-tuning of a chat model with TRL's `SFTTrainer`.
+
+    python train.py --config configs/train.yaml [--section.key value ...] [--resume [CHECKPOINT]]
+
+Data: JSON lines with a `prompt` and a `completion`, either chat messages (the model's chat
+template formats them) or plain strings, e.g. data/train.jsonl. Only the completion is in the
+loss: prompt tokens get the label -100 (R-LOSS-MASK).
+Scale small: full fine-tuning of every weight.
+"""
+
+import warnings
+from pathlib import Path
+
+import torch
+from datasets import Dataset, DatasetDict, load_dataset
+from datasets.exceptions import DatasetGenerationError
+from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, set_seed
+from trl import SFTConfig, SFTTrainer
+
+from config import load_config
+
+SCHEMA = (
+    'one JSON object per line: {"prompt": [{"role": "user", "content": "..."}], '
+    '"completion": [{"role": "assistant", "content": "..."}]}, or both as non-empty strings'
+)
+IGNORE_INDEX = -100  # the label of tokens left out of the loss
+
+
+def _problem(value: object, field: str) -> str | None:
+    """Why `value` is not a valid prompt or completion, or None when it is."""
+    if isinstance(value, str):
+        return None if value.strip() else f"empty {field}"
+    if not isinstance(value, list) or not value:
+        return f"{field} must be a non-empty string or list of messages"
+    for message in value:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            return f"{field} messages need a role and a content"
+        if not isinstance(message.get("content"), str) or not message["content"].strip():
+            return f"{field} has a message with empty content"
+    if field == "completion" and value[-1]["role"] != "assistant":
+        return "the completion must end with an assistant message"
+    return None
+
+
+def load_data(data_cfg: dict) -> DatasetDict:
+    """Load the train/validation JSONL files and check them (R-DATA-VALIDATION)."""
+    files = {"train": data_cfg["train_file"], "validation": data_cfg["validation_file"]}
+    for split, path in files.items():
+        if not Path(path).is_file():
+            raise SystemExit(f"{split} data not found: {path}\nExpected {SCHEMA}")
+    try:
+        dataset = load_dataset("json", data_files=files)
+    except DatasetGenerationError as err:
+        raise SystemExit(f"cannot read {files}: {err.__cause__ or err}\nExpected {SCHEMA}") from err
+
+    for split, path in files.items():
+        data = dataset[split]
+        missing = {"prompt", "completion"} - set(data.column_names)
+        if missing or data.num_rows == 0:
+            problem = f"missing {sorted(missing)}" if missing else "no examples"
+            raise SystemExit(f"{path}: {problem}\nExpected {SCHEMA}")
+        rows = zip(data["prompt"], data["completion"], strict=True)
+        for line, (prompt, completion) in enumerate(rows, 1):
+            problem = _problem(prompt, "prompt") or _problem(completion, "completion")
+            if not problem and isinstance(prompt, str) != isinstance(completion, str):
+                problem = "prompt and completion must both be strings or both be messages"
+            if problem:
+                raise SystemExit(f"{path}, line {line}: {problem}\nExpected {SCHEMA}")
+    return dataset
+
+
+def check_loss_mask(dataset: Dataset, examples: int, path: str) -> None:
+    """R-LOSS-MASK: every example keeps tokens in the loss, and its prompt is masked out.
+
+    `dataset` is the trainer's tokenized copy of the `examples` lines in `path`. TRL drops an
+    example whose labels are all -100 (its prompt fills max_length); here that is an error.
+    """
+    if len(dataset) < examples:
+        raise SystemExit(
+            f"{path}: {examples - len(dataset)} of {examples} examples have no token in the loss: "
+            "their prompt fills all of training.max_length. Raise it or shorten those prompts."
+        )
+    unmasked = [i for i, labels in enumerate(dataset["labels"], 1) if IGNORE_INDEX not in labels]
+    if unmasked:
+        warnings.warn(
+            f"{path}: {len(unmasked)} examples have no masked token (rows {unmasked[:5]}): "
+            "the prompt is in the loss. Is training.completion_only_loss off?",
+            stacklevel=2,
+        )
+
+
+def build_trainer(cfg: dict) -> SFTTrainer:
+    """The trainer, with its data tokenized and loss-masked, ready to train."""
+    model_cfg, data_cfg, training = cfg["model"], cfg["data"], dict(cfg["training"])
+    if not torch.cuda.is_available():  # R-DEVICE
+        warnings.warn("CUDA is not available: training on the CPU in fp32 (slow)", stacklevel=2)
+        training.update(use_cpu=True, bf16=False, dataloader_pin_memory=False)
+    # `training` is SFTConfig (TrainingArguments plus SFT options) as-is: the trainer does device
+    # placement, mixed precision, gradient accumulation, checkpoint rotation and
+    # logging (R-USE-LIBRARY).
+    training_args = SFTConfig(**training)
+    set_seed(training_args.seed)  # R-SEED
+
+    dataset = load_data(data_cfg)
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_cfg["name"], trust_remote_code=model_cfg["trust_remote_code"]
+    )
+    if tokenizer.pad_token is None:  # R-PAD-TOKEN: many chat models ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None and not isinstance(dataset["train"][0]["prompt"], str):
+        raise SystemExit(f"{model_cfg['name']} has no chat template: use an instruct model")
+    model = AutoModelForCausalLM.from_pretrained(
+        model_cfg["name"],
+        dtype=model_cfg["dtype"],
+        trust_remote_code=model_cfg["trust_remote_code"],  # R-SAFE-LOAD
+    )
+
+    # The trainer applies the chat template, tokenizes once up front (R-PREPROCESS-ONCE) and
+    # labels prompt tokens -100 (completion_only_loss).
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset["train"],
+        eval_dataset=dataset["validation"],
+        processing_class=tokenizer,
+        # R-OVERFIT-WATCH: stop when the validation loss stops improving.
+        callbacks=[EarlyStoppingCallback(cfg["early_stopping"]["patience"])],
+    )
+    if not training_args.packing:  # packing merges examples into blocks
+        prepared = {"train": trainer.train_dataset, "validation": trainer.eval_dataset}
+        for split, data in prepared.items():
+            check_loss_mask(data, len(dataset[split]), data_cfg[f"{split}_file"])
+    return trainer
+
+
+def main() -> None:
+    cfg, args = load_config()
+    trainer = build_trainer(cfg)
+    print(f"device: {trainer.args.device}")
+
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    share = 100 * trainable / total
+    print(f"parameters: {trainable:,} trainable of {total:,} ({share:.2f}%)")
+    if trainable == 0:  # R-TRAINABLE
+        raise SystemExit("the model has no trainable parameters")
+
+    trainer.train(resume_from_checkpoint=True if args.resume == "latest" else args.resume)
+
+    # With load_best_model_at_end the model is now the best checkpoint's.
+    trainer.save_model(Path(trainer.args.output_dir) / "final")
+    metrics = trainer.evaluate()
+    trainer.log_metrics("eval", metrics)
+    trainer.save_metrics("eval", metrics)
+
+
+if __name__ == "__main__":
+    main()
