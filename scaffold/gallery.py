@@ -85,7 +85,7 @@ def index_page(samples: list[Sample]) -> str:
         "|---|---|---|---|",
     ]
     for combo in combinations():
-        scales = ", ".join(combo.scales) if combo.scales else f"— {combo.unavailable}"
+        scales = ", ".join(combo.scales)
         if (combo.task, combo.hardware) in rendered:
             link = f"[{combo.task} on {combo.hardware}]({combo.task}/{combo.hardware}.md)"
             task = f"[{combo.task}]({combo.task}/index.md)"

@@ -1,6 +1,6 @@
-"""The committed gallery: every available task x hardware at small scale.
+"""The committed gallery: every task x hardware at small scale.
 
-python -m scaffold.samples            # re-render generated_samples/
+    python -m scaffold.samples            # re-render generated_samples/
 """
 
 import shutil
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from scaffold import questions as qs
 from scaffold.answers import collect
+from scaffold.catalog import combinations
 from scaffold.render import render_project
 
 SAMPLES = Path(__file__).resolve().parent.parent / "generated_samples"
@@ -18,14 +19,8 @@ MACHINE_SPECIFIC = ("_src_path:", "_commit:")
 
 
 def sample_combinations() -> list[tuple[str, str]]:
-    """(task, hardware) pairs that render at small scale today."""
-    combos = []
-    for task in qs.question("task").values:
-        for hardware in qs.question("hardware").values:
-            answers = {"project_name": "demo", "task": task, "hardware": hardware}
-            if not qs.problem(qs.question("task"), answers):
-                combos.append((task, hardware))
-    return combos
+    """(task, hardware) pairs that render at small scale."""
+    return [(c.task, c.hardware) for c in combinations() if "small" in c.scales]
 
 
 def sample_name(task: str, hardware: str) -> str:

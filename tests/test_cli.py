@@ -15,16 +15,9 @@ from pathlib import Path
 import copier
 import pytest
 
-from scaffold import questions as qs
 from scaffold.answers import collect
 from scaffold.render import render_project
 from scaffold.template import template_root
-
-NOT_YET = [
-    task
-    for task in qs.question("task").values
-    if "not available yet" in (qs.problem(qs.question("task"), {"task": task}) or "")
-]
 
 
 def scaffold(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -119,13 +112,6 @@ def test_multi_gpu_with_a_single_gpu_in_all_is_refused(tmp_path):
         "--yes", cwd=tmp_path,
     )  # fmt: skip
     assert_usage_error(result, "--hardware cuda")
-
-
-@pytest.mark.parametrize("task", NOT_YET)
-def test_tasks_not_built_yet_are_refused_not_half_rendered(tmp_path, task):
-    result = scaffold("new", "run", "--task", task, "--yes", cwd=tmp_path)
-    assert_usage_error(result, "not available yet")
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_non_empty_target_is_refused_and_left_byte_for_byte_unchanged(tmp_path):

@@ -29,9 +29,3 @@ def test_scales_are_copier_ymls_verdicts():
     available = [c for c in by_pair.values() if c.scales]
     assert all(c.scales == ["small"] for c in available if c.hardware == "cpu")
     assert all("large" in c.scales for c in available if c.hardware == "multi-gpu")
-
-
-def test_a_task_that_is_not_built_yet_says_why():
-    for combo in combinations():
-        if not combo.scales:
-            assert combo.unavailable and "not available yet" in combo.unavailable

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from tiny_model import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +82,8 @@ def test_reference_stays_where_the_policy_started(run: Path) -> None:
     # reference has not, so they are not (a reference that trained along would keep them at 0).
     logs = [e for e in state(run / f"checkpoint-{STEPS}")["log_history"] if "loss" in e]
     assert abs(logs[0]["rewards/chosen"]) < 1e-6 and abs(logs[0]["rewards/rejected"]) < 1e-6
-    assert abs(logs[0]["loss"] - math.log(2)) < 1e-4  # -log(sigmoid(0))
+    tolerance = 1e-2 if torch.cuda.is_available() else 1e-4  # bf16 holds about 3 digits
+    assert abs(logs[0]["loss"] - math.log(2)) < tolerance  # -log(sigmoid(0))
     assert any(abs(e["rewards/margins"]) > 1e-6 for e in logs[1:])
 
 

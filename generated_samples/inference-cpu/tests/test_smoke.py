@@ -62,10 +62,12 @@ def build_tiny_model(out_dir: Path) -> Path:
     return out_dir
 
 
-def infer(model_dir: Path, output_file: Path, *extra: str) -> subprocess.CompletedProcess:
+def infer(
+    model_dir: Path, output_file: Path, *extra: str, env: dict | None = None
+) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "infer.py", "--config", "configs/smoke.yaml"]
     cmd += ["--model.name", str(model_dir), "--data.output_file", str(output_file), *extra]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -98,8 +100,8 @@ def test_batching_does_not_change_greedy_generations(tiny_model, generations, tm
     # whether it shares a padded batch (batch_size 4) or runs alone.
     result = infer(tiny_model, tmp_path / "single.jsonl", "--generation.batch_size", "1")
     assert result.returncode == 0, result.stderr[-3000:]
-    single = read_jsonl(tmp_path / "single.jsonl")
-    assert [row["generation"] for row in single] == [row["generation"] for row in generations]
+    batched, single = generations, read_jsonl(tmp_path / "single.jsonl")
+    assert [row["generation"] for row in single] == [row["generation"] for row in batched]
 
 
 def test_lora_adapter_directory_loads_and_generates(tiny_model: Path, tmp_path: Path) -> None:
