@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from combinations import valid_combinations
+from rendered import calls, config, function, keywords, tree
 
 COMBOS = [(hw, scale) for task, hw, scale in valid_combinations(["classification"])]
 GPU = {"cuda", "multi-gpu"}
@@ -25,34 +26,6 @@ pytestmark = pytest.mark.parametrize(
 @pytest.fixture
 def project(render, hardware: str, scale: str) -> Path:
     return render("classification", hardware, scale)
-
-
-def config(project: Path, name: str = "train") -> dict:
-    return yaml.safe_load((project / "configs" / f"{name}.yaml").read_text())
-
-
-def tree(project: Path) -> ast.Module:
-    return ast.parse((project / "train.py").read_text())
-
-
-def calls(node: ast.AST, name: str) -> list[ast.Call]:
-    """Calls whose callee is `name` or ends in `.name`."""
-    found = []
-    for call in ast.walk(node):
-        if isinstance(call, ast.Call):
-            func = call.func
-            callee = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-            if callee == name:
-                found.append(call)
-    return found
-
-
-def keywords(call: ast.Call) -> dict[str, ast.expr]:
-    return {k.arg: k.value for k in call.keywords if k.arg}
-
-
-def function(module: ast.Module, name: str) -> ast.FunctionDef:
-    return next(n for n in ast.walk(module) if isinstance(n, ast.FunctionDef) and n.name == name)
 
 
 def sources(project: Path) -> dict[str, str]:

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 from combinations import valid_combinations
+from rendered import callee, calls, config, function, keywords, tree
 
 COMBOS = [(hw, scale) for _, hw, scale in valid_combinations(["pretraining"])]
 GPU = {"cuda", "multi-gpu"}
@@ -34,41 +34,14 @@ def project(render, hardware: str, scale: str) -> Path:
     return render("pretraining", hardware, scale)
 
 
-def config(project: Path, name: str = "train") -> dict:
-    return yaml.safe_load((project / "configs" / f"{name}.yaml").read_text())
-
-
-def tree(project: Path, file: str = "train.py") -> ast.Module:
-    return ast.parse((project / file).read_text())
-
-
 def python_files(project: Path) -> list[Path]:
     return sorted(project.rglob("*.py"))
-
-
-def callee(call: ast.Call) -> str | None:
-    func = call.func
-    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-
-
-def calls(node: ast.AST, name: str) -> list[ast.Call]:
-    """Calls whose callee is `name` or ends in `.name`, in source order."""
-    found = [c for c in ast.walk(node) if isinstance(c, ast.Call) and callee(c) == name]
-    return sorted(found, key=lambda c: (c.lineno, c.col_offset))
 
 
 def first_line(node: ast.AST, name: str) -> int:
     found = calls(node, name)
     assert found, f"no call to {name}"
     return found[0].lineno
-
-
-def keywords(call: ast.Call) -> dict[str, ast.expr]:
-    return {k.arg: k.value for k in call.keywords if k.arg}
-
-
-def function(module: ast.Module, name: str) -> ast.FunctionDef:
-    return next(n for n in ast.walk(module) if isinstance(n, ast.FunctionDef) and n.name == name)
 
 
 def training_loop(module: ast.Module) -> ast.While:

@@ -10,6 +10,7 @@ import textwrap
 import pytest
 import yaml
 from combinations import valid_combinations
+from rendered import calls, function, tree
 
 COMBOS = [c[1:] for c in valid_combinations(["rlhf"])]
 IDS = ["-".join(c) for c in COMBOS]
@@ -19,29 +20,6 @@ STAGE_SECTIONS = ("reward_training", "policy_training")
 def configs(project):
     for name in ("train.yaml", "smoke.yaml"):
         yield name, yaml.safe_load((project / "configs" / name).read_text())
-
-
-def tree(project, name="train.py"):
-    return ast.parse((project / name).read_text())
-
-
-def function(module, name):
-    for node in module.body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
-            return node
-    raise AssertionError(f"train.py has no function {name}()")
-
-
-def calls(node, name):
-    """Calls of `name` (a function or a method) anywhere under `node`."""
-    found = []
-    for call in ast.walk(node):
-        if isinstance(call, ast.Call):
-            func = call.func
-            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-            if called == name:
-                found.append(call)
-    return found
 
 
 def keyword(call, name):

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from combinations import valid_combinations
+from rendered import calls, config, function, keywords, tree
 from trl import SFTConfig
 
 TASK = "sft"
@@ -26,34 +26,6 @@ pytestmark = pytest.mark.parametrize(
 @pytest.fixture
 def project(render, hardware: str, scale: str) -> Path:
     return render(TASK, hardware, scale)
-
-
-def config(project: Path, name: str = "train") -> dict:
-    return yaml.safe_load((project / "configs" / f"{name}.yaml").read_text())
-
-
-def tree(project: Path) -> ast.Module:
-    return ast.parse((project / "train.py").read_text())
-
-
-def calls(node: ast.AST, name: str) -> list[ast.Call]:
-    """Calls whose callee is `name` or ends in `.name`."""
-    found = []
-    for call in ast.walk(node):
-        if isinstance(call, ast.Call):
-            func = call.func
-            callee = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-            if callee == name:
-                found.append(call)
-    return found
-
-
-def keywords(call: ast.Call) -> dict[str, ast.expr]:
-    return {k.arg: k.value for k in call.keywords if k.arg}
-
-
-def function(module: ast.Module, name: str) -> ast.FunctionDef:
-    return next(n for n in ast.walk(module) if isinstance(n, ast.FunctionDef) and n.name == name)
 
 
 def test_r_use_library_config_takes_the_training_section_as_is(project):
@@ -135,72 +107,3 @@ def test_r_memory_checkpointing_and_learning_rates(project, hardware, scale):
             assert training["activation_checkpointing"] is True
     effective = training["per_device_train_batch_size"] * training["gradient_accumulation_steps"]
     assert effective == 32
-
-
-def test_r_amp_and_r_pin_memory_per_hardware(project, hardware):
-    # R-AMP / R-PIN-MEMORY / R-MPS: bf16 + pinned memory on CUDA, fp32 and no pinning elsewhere
-    # (TRL would default bf16 on, so CPU/MPS configs turn it off explicitly).
-    for name in ("train", "smoke"):
-        training = config(project, name)["training"]
-        assert training["bf16"] is (hardware in GPU), name
-    training = config(project)["training"]
-    assert training["dataloader_pin_memory"] is (hardware in GPU)
-    assert training.get("use_cpu", False) is (hardware == "cpu")
-    if hardware == "mps":
-        source = (project / "train.py").read_text()
-        assert 'os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")' in source
-        assert training["per_device_train_batch_size"] < training["gradient_accumulation_steps"]
-
-
-def test_r_device_falls_back_with_a_warning(project, hardware):
-    # R-DEVICE: a missing accelerator warns and trains on the CPU; the device is printed.
-    module = tree(project)
-    build = function(module, "build_trainer")
-    warns = calls(build, "warn")
-    assert bool(warns) == (hardware != "cpu")
-    assert "device" in ast.unparse(function(module, "main"))
-
-
-def test_r_ddp_only_multi_and_rank0_printing(project, hardware):
-    # R-DDP-ONLY-MULTI / R-DDP-INIT: only multi-gpu prints through PartialState (rank 0).
-    source = (project / "train.py").read_text()
-    assert ("PartialState" in source) == (hardware == "multi-gpu")
-    training = config(project)["training"]
-    assert ("ddp_backend" in training) == (hardware == "multi-gpu")
-    if hardware == "multi-gpu":
-        assert training["ddp_backend"] == "nccl"
-        assert "state.print(" in source and "\n    print(" not in source
-
-
-def test_r_eval_strategy_checkpoints_and_logging(project):
-    # R-EVAL-STRATEGY, R-FULL-CHECKPOINT, R-LOG-AFTER-STEP, R-OVERFIT-WATCH.
-    training = config(project)["training"]
-    assert training["eval_strategy"] == training["save_strategy"] == "steps"
-    assert training["eval_steps"] == training["save_steps"]
-    assert training["load_best_model_at_end"] and training["metric_for_best_model"] == "eval_loss"
-    assert training["save_total_limit"] >= 1
-    assert training["report_to"] == "tensorboard" and training["logging_steps"] > 0
-    assert training["weight_decay"] > 0 and training["max_grad_norm"] == 1.0
-    assert calls(tree(project), "EarlyStoppingCallback")
-
-
-def test_r_seed_r_output_name_r_safe_load(project):
-    # R-SEED (before the model), R-OUTPUT-NAME, R-SAFE-LOAD (trust_remote_code from config, off).
-    cfg = config(project)
-    assert cfg["training"]["seed"] == 42
-    assert cfg["training"]["output_dir"].endswith("runs/demo")
-    assert cfg["model"]["trust_remote_code"] is False
-    build = function(tree(project), "build_trainer")
-    (seed,) = calls(build, "set_seed")
-    (load,) = calls(build, "from_pretrained")[-1:]
-    assert seed.lineno < load.lineno
-    assert "trust_remote_code" in keywords(load)
-
-
-def test_r_resume_and_r_data_validation(project):
-    # R-RESUME: --resume goes to the trainer; R-DATA-VALIDATION: errors name the file and schema.
-    module = tree(project)
-    (train,) = calls(function(module, "main"), "train")
-    assert "resume_from_checkpoint" in keywords(train)
-    loader = ast.unparse(function(module, "load_data"))
-    assert "SCHEMA" in loader and "path" in loader and "SystemExit" in loader
