@@ -1,6 +1,6 @@
 """The committed gallery: every task x hardware at small scale.
 
-    python -m scaffold.samples            # re-render generated_samples/
+python -m scaffold.samples            # re-render generated_samples/
 """
 
 import shutil
