@@ -247,7 +247,6 @@ def main() -> None:
             train_reward_model(cfg, reward_args, args.resume)
         else:
             train_policy(cfg, policy_args, args.resume)
-    PartialState().destroy_process_group()  # R-DDP-INIT: the trainers leave that to their caller
 
 
 if __name__ == "__main__":

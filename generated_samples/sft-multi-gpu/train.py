@@ -155,7 +155,6 @@ def main() -> None:
     metrics = trainer.evaluate()
     trainer.log_metrics("eval", metrics)
     trainer.save_metrics("eval", metrics)
-    state.destroy_process_group()  # R-DDP-INIT: the trainer leaves that to its caller
 
 
 if __name__ == "__main__":
