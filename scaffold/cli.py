@@ -9,7 +9,7 @@ from typing import Any
 from scaffold import __version__
 from scaffold import questions as qs
 from scaffold.answers import AnswerError, collect
-from scaffold.render import TargetExistsError, render_project
+from scaffold.render import TargetExistsError, refuse_non_empty, render_project
 from scaffold.source import ENV_SOURCE as SCAFFOLD_TEMPLATE
 
 EXIT_CONFLICTS = 1
@@ -121,9 +121,7 @@ def run_new(args: argparse.Namespace) -> int:
     given: dict[str, Any] = {q.name: getattr(args, q.name, None) for q in qs.questions()}
     given["project_name"] = target.name
     interactive = not args.yes and sys.stdin.isatty() and sys.stdout.isatty()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        # Refuse before asking anything: the user's files are never touched.
-        raise TargetExistsError(f"{target} already exists and is not empty; choose another NAME.")
+    refuse_non_empty(target)  # before asking anything: the user's files are never touched
 
     if interactive:
         from scaffold import wizard  # questionary is only needed in a terminal

@@ -19,6 +19,12 @@ class TargetExistsError(Exception):
     """The target directory exists and is not empty; nothing was touched."""
 
 
+def refuse_non_empty(target: Path) -> None:
+    """Raise TargetExistsError unless `target` is absent or an empty directory."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise TargetExistsError(f"{target} already exists and is not empty; choose another NAME.")
+
+
 def render_project(answers: dict[str, Any], target: Path) -> list[Path]:
     """Render `answers` into `target` (absent or empty) and return the files written.
 
@@ -26,8 +32,7 @@ def render_project(answers: dict[str, Any], target: Path) -> list[Path]:
     into place only when rendering finished: an error or Ctrl+C leaves nothing behind.
     """
     target = target.absolute()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise TargetExistsError(f"{target} already exists and is not empty")
+    refuse_non_empty(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     source = template_source()
