@@ -8,7 +8,10 @@ refusals (not a project, not a clean git tree), answer changes validated by copi
 like `scaffold new`'s flags, and a summary of what changed, read back from git.
 """
 
+import contextlib
+import io
 import subprocess
+import sys
 import warnings
 from functools import cached_property
 from pathlib import Path
@@ -23,7 +26,12 @@ from plumbum import ProcessExecutionError
 from scaffold import __version__
 from scaffold.answers import collect
 from scaffold.render import ANSWERS_FILE
-from scaffold.template_cache import TemplateCacheError, has_version, own_template
+from scaffold.template_cache import (
+    TemplateCacheError,
+    has_version,
+    own_template,
+    repository_path,
+)
 
 Conflict = Literal["inline", "rej"]
 # Copier's inline conflict markers start with git's.
@@ -56,7 +64,10 @@ def update_project(
     skip_answered: bool = False,
     template: str | None = None,
 ) -> UpdateResult:
-    """Update `project` to the template's `vcs_ref` (default: latest version tag).
+    """Update `project` to the template's `vcs_ref`.
+
+    By default, a project rendered from scaffold's own template goes to the version of
+    the running scaffold; one from another `template` (or `_src_path`) to its latest tag.
 
     `given` holds answers to change (from flags; None means keep). Non-interactive runs
     keep every other recorded answer; interactive ones let Copier ask, recorded answers
@@ -78,10 +89,16 @@ def update_project(
         # exactly as `scaffold new` would (e.g. --hardware cpu at medium scale is refused).
         kept = {k: v for k, v in recorded.items() if not k.startswith("_")}
         data = collect({**kept, **changes})
+    worker_class = _RelocatedWorker if relocated else copier.Worker
+    # Copier prints some notes to stderr even when quiet; a failure is reported as one
+    # paragraph instead, so hold them back until the update has succeeded.
+    notes = io.StringIO()
     try:
-        with warnings.catch_warnings():
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stderr(sys.stderr if interactive else notes),
+        ):
             warnings.simplefilter("ignore", CopierWarning)
-            worker_class = _RelocatedWorker if relocated else copier.Worker
             with worker_class(
                 src_path=template,
                 dst_path=project,
@@ -97,6 +114,7 @@ def update_project(
                 worker.run_update()
     except Exception as error:  # Copier raises many kinds; each becomes one clear paragraph
         raise UpdateError(f"copier update failed: {cause(error)}") from error
+    sys.stderr.write(notes.getvalue())
     after = read_answers(project)
     found = changed_files(project)
     return UpdateResult(
@@ -120,13 +138,13 @@ def _own_template_for(recorded: dict[str, Any]) -> tuple[str | None, str | None]
     recorded_path = Path(src).expanduser()
     if not recorded_path.is_absolute():
         return None, None  # a URL: someone else's template, updated as Copier would
+    is_own = recorded_path.exists() and recorded_path.resolve() == repository_path().resolve()
+    if recorded_path.exists() and not is_own:
+        return None, None  # a template repository of the owner's choosing
     try:
         own = own_template()
     except TemplateCacheError as error:
         raise UpdateError(str(error)) from error
-    is_own = recorded_path.exists() and recorded_path.resolve() == own.repository.resolve()
-    if not is_own and recorded_path.exists():
-        return None, None  # a template repository of the owner's choosing
     if not has_version(own.repository, commit):
         raise UpdateError(
             f"this project was rendered from scaffold's template {commit}, which this "
@@ -265,9 +283,11 @@ def cause(error: BaseException) -> str:
     if isinstance(error, ProcessExecutionError):
         lines = [line.strip() for line in str(error.stderr or "").splitlines() if line.strip()]
         reasons = [line for line in lines if line.startswith(("fatal:", "error:"))] or lines
-        command = " ".join(str(arg) for arg in error.argv[:2])
+        command = " ".join([Path(str(error.argv[0])).name, *map(str, error.argv[1:2])])
         return f"`{command}` failed: " + (" ".join(reasons) or f"exit status {error.retcode}")
     text = " ".join(str(error).split())
+    if text.startswith("Unknown revision"):  # Copier's words for a missing tag or commit
+        return f"{text}: the template repository has no such version"
     if isinstance(error, CopierError | ValueError | OSError):
         return text or type(error).__name__
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

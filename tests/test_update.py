@@ -271,6 +271,35 @@ def test_update_refuses_what_it_cannot_update(edited_project, tmp_path):
     assert result.returncode == 2 and "not in a git repository" in result.stderr
 
 
+def test_a_failing_update_says_why_in_one_paragraph(edited_project, tmp_path):
+    template, project = edited_project
+    gone = tmp_path / "moved-away.git"
+    result = scaffold_cli("update", "--yes", "--template", gone.as_uri(), cwd=project)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Unexpected exit code" not in result.stderr
+    assert "does not appear to be a git repository" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+    git(template, "tag", "-d", "v1")  # the project's recorded version no longer exists
+    result = scaffold_cli("update", "--yes", cwd=project)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "v1" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_version_this_scaffold_does_not_have_is_refused_with_the_fix(edited_project, tmp_path):
+    _, project = edited_project
+    recorded = (project / ".copier-answers.yml").read_text()
+    # Rendered on another machine by a newer scaffold: neither its path nor version is here.
+    other = recorded.replace("_commit: v1", "_commit: v99.0.0").replace(
+        f"_src_path: {answers(project)['_src_path']}", f"_src_path: {tmp_path / 'elsewhere'}"
+    )
+    (project / ".copier-answers.yml").write_text(other)
+    commit_all(project, "from another machine")
+    result = scaffold_cli("update", "--yes", cwd=project, env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "v99.0.0" in result.stderr and "pip install -U scaffold-ml" in result.stderr
+
+
 def test_the_package_version_and_pyproject_version_agree():
     # The wheel's template version (and release tag) is v<version of pyproject.toml>,
     # which must be what scaffold says it is.

@@ -204,6 +204,14 @@ def test_a_wheel_records_its_version_in_the_template_repository_in_the_users_cac
     packaged = git(template_repository(user), "show", f"v{scaffold.__version__}:copier.yml")
     assert packaged == (release.checkout / "copier.yml").read_text()
 
+    # Plain `copier update` works from that record too, once the upgraded scaffold ran.
+    user.install(release.next)
+    assert user.scaffold("new", "other", "--task", "sft", "--yes", cwd=tmp_path).returncode == 0
+    copier_update = [str(user.venv / "bin" / "python"), "-m", "copier", "update", "--defaults"]
+    run(copier_update, cwd=project, env=user.env)
+    assert (project / "config.py").read_text().startswith(FIX)
+    assert answers(project)["_commit"] == f"v{NEXT}"
+
 
 def test_upgrading_scaffold_brings_the_template_fix_and_keeps_the_owners_edits(release, tmp_path):
     user = new_user(tmp_path, release.this)
