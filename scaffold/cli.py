@@ -11,6 +11,7 @@ from scaffold import questions as qs
 from scaffold.answers import AnswerError, collect
 from scaffold.render import TargetExistsError, refuse_non_empty, render_project
 from scaffold.source import ENV_SOURCE as SCAFFOLD_TEMPLATE
+from scaffold.template_cache import TemplateCacheError
 
 EXIT_CONFLICTS = 1
 EXIT_USAGE = 2
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nAborted; nothing was written.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (AnswerError, TargetExistsError) as error:
+    except (AnswerError, TargetExistsError, TemplateCacheError) as error:
         print(f"scaffold: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -92,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="never prompt: keep recorded answers except those given as flags",
     )
     update.add_argument(
-        "--vcs-ref", metavar="REF", help="template version to update to (default: latest tag)"
+        "--vcs-ref",
+        metavar="REF",
+        help="template version to update to (default: this scaffold's; with --template, "
+        "the latest tag)",
     )
     update.add_argument(
         "--skip-answered", action="store_true", help="interactive: ask only new questions"
