@@ -121,7 +121,9 @@ _HOW_TO_SIZE = (
 
 def _hub_config(model: str) -> dict[str, Any]:
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
-        raise ModelSizeUnknown(f"scaffold does not know {model}'s size (HF_HUB_OFFLINE). {_HOW_TO_SIZE}")
+        raise ModelSizeUnknown(
+            f"scaffold does not know {model}'s size (HF_HUB_OFFLINE). {_HOW_TO_SIZE}"
+        )
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     url = f"{endpoint}/{model}/resolve/main/config.json"
     try:
@@ -172,7 +174,9 @@ def table(p: Plan) -> str:
     ]
     body.append(["total", *(gib(phase.total) for phase in p.phases)])
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *body]]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *body]
+    ]
     strategies = [f"  {phase.title}: {phase.strategy}" for phase in p.phases]
     return "\n".join(["  " + line for line in lines] + strategies)
 
