@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from scaffold.questions import jinja_env
 from scaffold.template import template_root
 
@@ -175,7 +176,8 @@ def table(p: Plan) -> str:
     body.append(["total", *(gib(phase.total) for phase in p.phases)])
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *body]
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *body]
     ]
     strategies = [f"  {phase.title}: {phase.strategy}" for phase in p.phases]
     return "\n".join(["  " + line for line in lines] + strategies)
