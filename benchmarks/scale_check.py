@@ -462,12 +462,11 @@ def run_row(
     )
     estimate = estimate_gib(row, log_text)
     measured = max(result["peak_gpu_mib"], default=0) / 1024
-    shown = " ".join(
-        f"{k}={v}" for k, v in (("CONFIG", "configs/scale-check.yaml"),) if cmd[0] == "bash"
-    )
+    shown = ["CONFIG=configs/scale-check.yaml"] if cmd[0] == "bash" else []
+    shown += ["python" if c == sys.executable else c for c in cmd]
     return {
         "status": status,
-        "command": f"cd {project.name} && {shown + ' ' if shown else ''}{' '.join(Path(c).name if c == sys.executable else c for c in cmd)}",
+        "command": f"cd {project.name} && {' '.join(shown)}",
         "gpus": row["world"],
         "peak_gpu_gib_per_gpu": [round(m / 1024, 1) for m in result["peak_gpu_mib"]],
         "peak_rss_gib": round(result["peak_rss_gib"], 1),
