@@ -409,13 +409,20 @@ def estimate_gib(row: dict, log_text: str) -> float:
     return row["plan"]["peak_gib"]
 
 
-def run(out: Path, only: list[str], steps: int, timeout: float, tiny: bool, keep: bool) -> None:
+def run(
+    out: Path, only: list[str], steps: int, timeout: float, tiny: bool, keep: bool, cache: Path
+) -> None:
     rows = [r for r in json.loads((out / "rows.json").read_text()) if "answers" in r]
     rows = [r for r in rows if not only or r["name"] in only]
-    cache = out / "cache" / ("tiny" if tiny else "real")
+    cache = (cache or out / "cache") / ("tiny" if tiny else "real")
     last_use = {r["answers"]["model"]: r["name"] for r in rows}
     info = machine()
-    results = []
+    previous = out / "results.json"
+    results = (
+        [r for r in json.loads(previous.read_text()) if r["name"] not in only]
+        if (only and previous.is_file())
+        else []
+    )
     for index, row in enumerate(rows, 1):
         name, answers = row["name"], row["answers"]
         project = out / name
@@ -427,6 +434,7 @@ def run(out: Path, only: list[str], steps: int, timeout: float, tiny: bool, keep
             record |= {"status": f"error: {error}"}
         print(f"    {record.get('status')}: {summary(record)}", flush=True)
         results.append(record)
+        results.sort(key=lambda r: [name for name, _ in ROWS].index(r["name"]))
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         shutil.rmtree(project / "runs", ignore_errors=True)
         model = answers["model"]
@@ -568,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "render":
         render(args.dir)
     elif args.command == "run":
-        run(args.dir, args.only, args.steps, args.timeout, args.tiny, args.keep_models)
+        run(args.dir, args.only, args.steps, args.timeout, args.tiny, args.keep_models, args.cache)
     else:
         build_model(args.config, args.out, args.tiny)
     return 0
