@@ -8,7 +8,7 @@ from typing import Any
 
 from scaffold import __version__
 from scaffold import questions as qs
-from scaffold.answers import AnswerError, collect
+from scaffold.answers import AnswerError, DoesNotFit, collect
 from scaffold.render import TargetExistsError, refuse_non_empty, render_project
 from scaffold.source import ENV_SOURCE as SCAFFOLD_TEMPLATE
 from scaffold.template_cache import TemplateCacheError
@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nAborted; nothing was written.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except DoesNotFit as error:
+        print(f"scaffold: error: {error.refusal()}", file=sys.stderr)
+        print("Nothing was written.", file=sys.stderr)
+        return EXIT_USAGE
     except (AnswerError, TargetExistsError, TemplateCacheError) as error:
         print(f"scaffold: error: {error}", file=sys.stderr)
         return EXIT_USAGE
