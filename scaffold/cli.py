@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
         "as copier.yml defines them.",
     )
     listing.set_defaults(run=run_list)
+
+    from scaffold.check.command import add_parser as add_check_parser
+
+    add_check_parser(commands)
     return parser
 
 
