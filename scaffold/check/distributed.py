@@ -22,6 +22,7 @@ SEEDING = {
     "seed_everything",
 }
 SINGLE_DEVICE = {"cpu", "mps", "cuda"}
+RANK = re.compile(r"rank|process_index", re.I)
 
 
 def is_distributed(source: Source) -> bool:
@@ -142,8 +143,11 @@ def same_seed_every_rank(source: Source) -> Iterator[Finding]:
     if not is_distributed(source):
         return
     seeding = [c for c in source.calls if is_seeding(source, c)]
+    per_rank = rank_names(source)
     if seeding and not any(
-        re.search(r"rank|process_index", ast.unparse(c)) for c in seeding
+        RANK.search(ast.unparse(c))
+        or any(isinstance(n, ast.Name) and n.id in per_rank for n in ast.walk(c))
+        for c in seeding
     ):
         yield source.finding(
             seeding[0],
@@ -152,6 +156,15 @@ def same_seed_every_rank(source: Source) -> Iterator[Finding]:
             "after building the model from the common seed, seed each rank with "
             "seed + dist.get_rank()",
         )
+
+
+def rank_names(source: Source) -> set[str]:
+    """Names assigned from something that mentions the rank: `seed_offset = ddp_rank`."""
+    names: set[str] = set()
+    for node in source.assigns:
+        if isinstance(node, ast.Assign) and RANK.search(ast.unparse(node.value)):
+            names.update(dotted(t) for t in node.targets)
+    return names - {""}
 
 
 def is_seeding(source: Source, call: ast.Call) -> bool:

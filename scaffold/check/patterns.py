@@ -236,11 +236,22 @@ def holds_graph(node: ast.AST | None, graph_names: set[str]) -> bool:
     return False
 
 
+def returns_plain_values(function: Function) -> bool:
+    """A function of this file that runs without gradients or returns Python numbers."""
+    if any(is_no_grad_call(d) for d in function.decorator_list):
+        return True
+    returns = [n.value for n in ast.walk(function) if isinstance(n, ast.Return) and n.value]
+    return bool(returns) and all(
+        isinstance(r, ast.Call) and name_of(r) in DETACHING for r in returns
+    )
+
+
+MODEL_NAME = re.compile(r"((raw|ddp|base|student|teacher|ref)_)?(model|net|network|policy)", re.I)
+
+
 def is_model_call(call: ast.AST) -> bool:
     """`model(x)`, `self.net(x)`: a call of something named like a network."""
-    return isinstance(call, ast.Call) and bool(
-        re.search(r"model|net|policy", last(dotted(call.func)), re.I)
-    )
+    return isinstance(call, ast.Call) and bool(MODEL_NAME.fullmatch(last(dotted(call.func))))
 
 
 def graph_names(source: Source, scope: ast.AST) -> dict[str, list[tuple[int, bool]]]:
@@ -257,12 +268,20 @@ def graph_names(source: Source, scope: ast.AST) -> dict[str, list[tuple[int, boo
             if not name:
                 continue
             known = {n for n, h in history.items() if h[-1][1]}
-            graph = not grad_disabled(source, node) and (
+            graph = not grad_disabled(source, node) and not plain_local_call(source, node.value) and (
                 holds_graph(node.value, known)
                 or ("loss" in last(name).lower() and is_model_call(node.value))
             )
             history.setdefault(name, []).append((node.lineno, graph))
     return history
+
+
+def plain_local_call(source: Source, value: ast.AST) -> bool:
+    """`losses = estimate_loss()` where estimate_loss is a no_grad function of this file."""
+    if not isinstance(value, ast.Call):
+        return False
+    functions = source.functions.get(name_of(value), [])
+    return bool(functions) and all(returns_plain_values(f) for f in functions)
 
 
 def holds_graph_at(history: dict[str, list[tuple[int, bool]]], node: ast.AST) -> bool:
