@@ -10,15 +10,21 @@ from scaffold.check.source import Source
 
 
 def cuda_literal(node: ast.AST | None) -> bool:
-    return isinstance(node, ast.Constant) and isinstance(node.value, str) and (
-        node.value == "cuda" or node.value.startswith("cuda:")
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and (node.value == "cuda" or node.value.startswith("cuda:"))
     )
 
 
 def hard_coded_cuda(call: ast.Call) -> bool:
     """`.to("cuda")`, `.cuda()`, `torch.device("cuda")`, `device="cuda"`."""
     name = name_of(call)
-    if name == "cuda" and isinstance(call.func, ast.Attribute) and dotted(call.func) != "torch.cuda":
+    if (
+        name == "cuda"
+        and isinstance(call.func, ast.Attribute)
+        and dotted(call.func) != "torch.cuda"
+    ):
         return True
     if name in {"to", "device"} and call.args and cuda_literal(call.args[0]):
         return True
@@ -88,9 +94,7 @@ def deprecated_cuda_amp(source: Source) -> Iterator[Finding]:
             source.parents.get(attribute), ast.Attribute
         ):
             yield deprecated(source, attribute)
-        elif dotted(attribute).startswith("torch.cuda.amp.") and dotted(
-            attribute
-        ).count(".") == 3:
+        elif dotted(attribute).startswith("torch.cuda.amp.") and dotted(attribute).count(".") == 3:
             yield deprecated(source, attribute)
 
 

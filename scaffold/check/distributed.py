@@ -27,9 +27,7 @@ RANK = re.compile(r"rank|process_index", re.I)
 
 def is_distributed(source: Source) -> bool:
     """The file sets up or wraps for a process group itself (not through a Trainer)."""
-    return any(
-        name_of(c) in WRAPPERS or name_of(c) == "init_process_group" for c in source.calls
-    )
+    return any(name_of(c) in WRAPPERS or name_of(c) == "init_process_group" for c in source.calls)
 
 
 def ddp_calls(source: Source) -> list[ast.Call]:
@@ -180,9 +178,11 @@ def is_seeding(source: Source, call: ast.Call) -> bool:
     "DistributedDataParallel(model) on CUDA without device_ids",
 )
 def ddp_without_device_ids(source: Source) -> Iterator[Finding]:
-    uses_cuda = "nccl" in source.strings or any(
-        s == "cuda" or s.startswith("cuda:") for s in source.strings
-    ) or any(dotted(a).startswith("torch.cuda") for a in source.attributes)
+    uses_cuda = (
+        "nccl" in source.strings
+        or any(s == "cuda" or s.startswith("cuda:") for s in source.strings)
+        or any(dotted(a).startswith("torch.cuda") for a in source.attributes)
+    )
     if not uses_cuda:
         return
     for call in ddp_calls(source):

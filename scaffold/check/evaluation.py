@@ -93,9 +93,7 @@ def training_in_eval_mode(source: Source) -> Iterator[Finding]:
         events = mode_events(source, scope)
         models = {model for mode, model, _ in events if mode == "eval"}
         for model in sorted(models):
-            if not any(
-                not grad_disabled(source, c) for c in forward_calls(source, loop, model)
-            ):
+            if not any(not grad_disabled(source, c) for c in forward_calls(source, loop, model)):
                 continue
             mine = [(mode, call) for mode, m, call in events if m == model]
             inside = [(m, c) for m, c in mine if within(c, loop)]
@@ -157,7 +155,9 @@ def eval_with_grad(source: Source) -> Iterator[Finding]:
             calls = [c for c in forward_calls(source, loop, model) if not grad_disabled(source, c)]
             if not calls:
                 continue
-            before = [mode for mode, m, c in events if m == model and position(c) < position(calls[0])]
+            before = [
+                mode for mode, m, c in events if m == model and position(c) < position(calls[0])
+            ]
             if before and before[-1] == "eval":
                 yield source.finding(
                     loop,

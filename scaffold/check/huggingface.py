@@ -19,7 +19,12 @@ from scaffold.check.registry import check
 from scaffold.check.source import Source
 
 TRL_SEQUENCE_CLASSES = {"SFTConfig", "SFTTrainer"}
-PREFERENCE_CONFIGS = {"DPOConfig": 0.1, "GRPOConfig": 0.0, "RLOOConfig": 0.05, "OnlineDPOConfig": 0.1}
+PREFERENCE_CONFIGS = {
+    "DPOConfig": 0.1,
+    "GRPOConfig": 0.0,
+    "RLOOConfig": 0.05,
+    "OnlineDPOConfig": 0.1,
+}
 NO_PADDING = {False, "do_not_pad", None}
 
 
@@ -104,7 +109,9 @@ def best_model_strategy_mismatch(source: Source) -> Iterator[Finding]:
             every_save = literal(keyword(call, "save_steps"), 500)
             if isinstance(every_eval, int) and isinstance(every_save, int):
                 if every_save % every_eval:
-                    problem = f"save_steps {every_save} is not a multiple of eval_steps {every_eval}"
+                    problem = (
+                        f"save_steps {every_save} is not a multiple of eval_steps {every_eval}"
+                    )
         if problem:
             yield source.finding(
                 call,
@@ -213,9 +220,7 @@ def generate_without_attention_mask(source: Source) -> Iterator[Finding]:
     for call in source.calls:
         if name_of(call) != "generate" or not isinstance(call.func, ast.Attribute):
             continue
-        if keyword(call, "attention_mask") is not None or any(
-            k.arg is None for k in call.keywords
-        ):
+        if keyword(call, "attention_mask") is not None or any(k.arg is None for k in call.keywords):
             continue
         given = keyword(call, "input_ids") or (call.args[0] if call.args else None)
         if given is not None and "input_ids" in ast.unparse(given):
@@ -297,7 +302,8 @@ def reference_not_frozen(source: Source) -> Iterator[Finding]:
                     "reference-not-frozen",
                     f"{name} runs with gradients on and is never frozen: it builds a graph "
                     "each step and trains if its weights reach the optimizer",
-                    f"{name}.requires_grad_(False) and {name}.eval(); call it under torch.no_grad()",
+                    f"{name}.requires_grad_(False) and {name}.eval(); call it under "
+                    "torch.no_grad()",
                 )
 
 
@@ -315,4 +321,3 @@ def frozen(source: Source, name: str) -> bool:
             if isinstance(loop, ast.For) and name in ast.unparse(loop.iter):
                 return True
     return False
-

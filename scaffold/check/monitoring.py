@@ -114,9 +114,11 @@ def tensor_logged(source: Source) -> Iterator[Finding]:
 
 def is_metrics_log(call: ast.Call) -> bool:
     name = dotted(call.func)
-    return name in {"wandb.log", "mlflow.log_metric", "mlflow.log_metrics"} or (
-        name_of(call) in METRIC_LOGGERS
-    ) or (name_of(call) == "log" and receiver(call).split(".")[-1] in {"run", "wandb_run"})
+    return (
+        name in {"wandb.log", "mlflow.log_metric", "mlflow.log_metrics"}
+        or (name_of(call) in METRIC_LOGGERS)
+        or (name_of(call) == "log" and receiver(call).split(".")[-1] in {"run", "wandb_run"})
+    )
 
 
 def logged_values(call: ast.Call) -> Iterator[ast.expr]:

@@ -41,7 +41,9 @@ def as_json(report: Report) -> str:
                 }
                 for f in report.findings
             ],
-            "errors": [{"path": e.path, "line": e.line, "message": e.message} for e in report.errors],
+            "errors": [
+                {"path": e.path, "line": e.line, "message": e.message} for e in report.errors
+            ],
             "files": report.files,
         },
         indent=2,

@@ -10,9 +10,7 @@ from scaffold.check.source import Function, Loop, Source, position
 OPTIMIZER_NAME = re.compile(r"(^|_)(opt|optim|optimizer|optimiser)(_|\d|$)|optimizer", re.I)
 SCHEDULER_NAME = re.compile(r"sched", re.I)
 SCALER_NAME = re.compile(r"scaler", re.I)
-LOSS_FUNCTIONS = re.compile(
-    r"loss|criterion|cross_entropy|nll|kl_div|binary_cross_entropy", re.I
-)
+LOSS_FUNCTIONS = re.compile(r"loss|criterion|cross_entropy|nll|kl_div|binary_cross_entropy", re.I)
 DETACHING = {"item", "detach", "tolist", "numpy", "float", "int", "bool", "len"}
 NO_GRAD = {"no_grad", "inference_mode"}
 
@@ -98,11 +96,7 @@ def calls_in(source: Source, scope: ast.AST) -> list[ast.Call]:
     start, end = position(scope), (getattr(scope, "end_lineno", 10**9), 10**9)
     if scope is source.tree:
         start = (0, 0)
-    return [
-        c
-        for c in source.calls
-        if start <= position(c) <= end and in_scope(source, c, scope)
-    ]
+    return [c for c in source.calls if start <= position(c) <= end and in_scope(source, c, scope)]
 
 
 def enclosing_loops(source: Source, node: ast.AST) -> Iterator[Loop]:
@@ -122,8 +116,10 @@ def is_no_grad_call(node: ast.AST) -> bool:
     name = last(dotted(node.func if call else node))
     if name in NO_GRAD:
         return True
-    return name == "set_grad_enabled" and call is not None and is_constant(
-        call.args[0] if call.args else None, False
+    return (
+        name == "set_grad_enabled"
+        and call is not None
+        and is_constant(call.args[0] if call.args else None, False)
     )
 
 
@@ -162,7 +158,8 @@ def optimizer_names(source: Source) -> set[str]:
     for node in source.assigns:
         value = node.value
         if isinstance(value, ast.Call) and (
-            ".optim." in f".{dotted(value.func)}." or re.search(r"Adam|SGD|Lion|Adafactor", name_of(value))
+            ".optim." in f".{dotted(value.func)}."
+            or re.search(r"Adam|SGD|Lion|Adafactor", name_of(value))
         ):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names.update(dotted(t) for t in targets)
@@ -170,9 +167,11 @@ def optimizer_names(source: Source) -> set[str]:
 
 
 def is_optimizer(source: Source, name: str) -> bool:
-    return bool(name) and (
-        bool(OPTIMIZER_NAME.search(last(name))) or name in optimizer_names(source)
-    ) and not SCHEDULER_NAME.search(last(name))
+    return (
+        bool(name)
+        and (bool(OPTIMIZER_NAME.search(last(name))) or name in optimizer_names(source))
+        and not SCHEDULER_NAME.search(last(name))
+    )
 
 
 def is_optimizer_step(source: Source, call: ast.Call) -> bool:
@@ -230,9 +229,11 @@ def holds_graph(node: ast.AST | None, graph_names: set[str]) -> bool:
             return False
         if isinstance(node.func, ast.Attribute) and holds_graph(node.func.value, graph_names):
             return True  # loss.mean(), loss.cpu(), loss.float() keep the graph
-        return isinstance(node.func, ast.Name | ast.Attribute) and bool(
-            LOSS_FUNCTIONS.search(name)
-        ) and not name.startswith(("log_", "compute_metrics"))
+        return (
+            isinstance(node.func, ast.Name | ast.Attribute)
+            and bool(LOSS_FUNCTIONS.search(name))
+            and not name.startswith(("log_", "compute_metrics"))
+        )
     return False
 
 
@@ -263,16 +264,26 @@ def graph_names(source: Source, scope: ast.AST) -> dict[str, list[tuple[int, boo
         if not in_scope(source, node, scope):
             continue
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        tracked = not grad_disabled(source, node) and not plain_local_call(source, node.value)
+        known = {n for n, h in history.items() if h[-1][1]}
         for target in targets:
-            name = dotted(target)
-            if not name:
+            if isinstance(target, ast.Tuple):  # logits, loss = model(x, y)
+                for element in target.elts:
+                    name = dotted(element)
+                    graph = (
+                        tracked
+                        and "loss" in last(name).lower()
+                        and (is_model_call(node.value) or holds_graph(node.value, known))
+                    )
+                    history.setdefault(name, []).append((node.lineno, graph))
                 continue
-            known = {n for n, h in history.items() if h[-1][1]}
-            graph = not grad_disabled(source, node) and not plain_local_call(source, node.value) and (
+            name = dotted(target)
+            graph = tracked and (
                 holds_graph(node.value, known)
                 or ("loss" in last(name).lower() and is_model_call(node.value))
             )
             history.setdefault(name, []).append((node.lineno, graph))
+    history.pop("", None)
     return history
 
 
@@ -290,7 +301,6 @@ def holds_graph_at(history: dict[str, list[tuple[int, bool]]], node: ast.AST) ->
     names = {
         name
         for name, events in history.items()
-        if any(True for _ in events)
-        and [graph for at, graph in events if at < line][-1:] == [True]
+        if [graph for at, graph in events if at < line][-1:] == [True]
     }
     return holds_graph(node, names)

@@ -9,7 +9,6 @@ from scaffold.check.patterns import (
     calls_in,
     dotted,
     enclosing_loops,
-    in_scope,
     is_backward,
     is_clip,
     is_optimizer_step,
@@ -165,8 +164,10 @@ def scheduler_before_optimizer(source: Source) -> Iterator[Finding]:
         body = calls_in(source, loop)
         first_step = next((c for c in body if is_optimizer_step(source, c)), None)
         first_schedule = next(c for c in body if is_scheduler_step(c))
-        if first_step is not None and first_schedule is call and position(call) < position(
-            first_step
+        if (
+            first_step is not None
+            and first_schedule is call
+            and position(call) < position(first_step)
         ):
             yield source.finding(
                 call,
@@ -250,14 +251,12 @@ def source_ancestors_until(source: Source, node: ast.AST, stop: ast.AST) -> Iter
 def lr_never_applied(source: Source) -> Iterator[Finding]:
     writes_lr = any(
         isinstance(node, ast.Assign)
-        and any(
-            isinstance(t, ast.Subscript) and _is_lr_key(t.slice) for t in node.targets
-        )
+        and any(isinstance(t, ast.Subscript) and _is_lr_key(t.slice) for t in node.targets)
         for node in source.assigns
     ) or any(name_of(c) in {"set_lr", "update_lr", "adjust_learning_rate"} for c in source.calls)
     if writes_lr:
         return
-    for loop, parts in training_loops(source).items():
+    for loop in training_loops(source):
         if any(is_scheduler_step(c) for c in calls_in(source, loop)):
             continue
         for node in source.assigns:

@@ -1,0 +1,132 @@
+"""`scaffold check` as a user and CI run it: output formats, exit codes, ignore comments,
+--select / --ignore."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scaffold.cli import main
+
+CASES = Path(__file__).parent / "check_cases"
+MISSING_ZERO_GRAD = """\
+def train(model, loader, optimizer):
+    for batch in loader:
+        loss = model(batch)
+        loss.backward()
+        optimizer.step(){comment}
+"""
+CLEAN = "print('hello')\n"
+
+
+def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    code = main(["check", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def wrong(tmp_path: Path) -> Path:
+    path = tmp_path / "train.py"
+    path.write_text(MISSING_ZERO_GRAD.format(comment=""))
+    return path
+
+
+def test_clean_file_exits_0(tmp_path: Path, capsys):
+    (tmp_path / "ok.py").write_text(CLEAN)
+    code, out, _ = run(capsys, str(tmp_path))
+    assert code == 0
+    assert "No problems in 1 file." in out
+
+
+def test_finding_exits_1_with_rule_location_problem_and_fix(wrong: Path, capsys):
+    code, out, _ = run(capsys, str(wrong))
+    assert code == 1
+    first, fix = out.splitlines()[:2]
+    assert first.startswith(f"{wrong}:5:9: R-STEP-ORDER [missing-zero-grad] ")
+    assert fix.strip().startswith("fix: call optimizer.zero_grad(")
+
+
+def test_json_format_lists_findings(wrong: Path, capsys):
+    code, out, _ = run(capsys, "--format", "json", str(wrong))
+    data = json.loads(out)
+    assert code == 1
+    assert data["files"] == 1 and data["errors"] == []
+    [finding] = data["findings"]
+    assert finding["rule"] == "R-STEP-ORDER"
+    assert (finding["path"], finding["line"]) == (str(wrong), 5)
+    assert finding["fix"]
+
+
+def test_sarif_format_is_sarif_2_1_0(wrong: Path, capsys):
+    code, out, _ = run(capsys, "--format", "sarif", str(wrong))
+    log = json.loads(out)
+    assert code == 1
+    assert log["version"] == "2.1.0" and "sarif-2.1.0" in log["$schema"]
+    [run_] = log["runs"]
+    rules = run_["tool"]["driver"]["rules"]
+    [result] = run_["results"]
+    assert rules[result["ruleIndex"]]["id"] == result["ruleId"] == "R-STEP-ORDER"
+    region = result["locations"][0]["physicalLocation"]["region"]
+    assert region == {"startLine": 5, "startColumn": 9}
+    assert run_["invocations"][0]["executionSuccessful"] is True
+
+
+def test_ignore_comment_silences_its_rule_on_its_line(tmp_path: Path, capsys):
+    path = tmp_path / "train.py"
+    path.write_text(MISSING_ZERO_GRAD.format(comment="  # scaffold: ignore[R-STEP-ORDER]"))
+    assert run(capsys, str(path))[0] == 0
+
+
+def test_ignore_comment_for_another_rule_silences_nothing(tmp_path: Path, capsys):
+    path = tmp_path / "train.py"
+    path.write_text(MISSING_ZERO_GRAD.format(comment="  # scaffold: ignore[R-AMP]"))
+    assert run(capsys, str(path))[0] == 1
+
+
+def test_select_keeps_only_the_named_rules(capsys):
+    code, out, _ = run(capsys, "--select", "R-AMP", str(CASES / "missing-zero-grad"))
+    assert code == 0
+    code, out, _ = run(capsys, "--select", "R-AMP", str(CASES / "deprecated-cuda-amp"))
+    assert code == 1 and "R-STEP-ORDER" not in out
+
+
+def test_ignore_drops_the_named_rules(wrong: Path, capsys):
+    assert run(capsys, "--ignore", "R-STEP-ORDER", str(wrong))[0] == 0
+    assert run(capsys, "--ignore", "missing-zero-grad", str(wrong))[0] == 0
+
+
+def test_unknown_rule_id_is_a_usage_error_with_a_suggestion(wrong: Path, capsys):
+    code, out, err = run(capsys, "--select", "R-STEP-ORDR", str(wrong))
+    assert code == 2
+    assert err.strip() == (
+        "scaffold check: error: unknown rule ID 'R-STEP-ORDR'; did you mean R-STEP-ORDER?"
+    )
+
+
+def test_missing_path_is_a_usage_error(tmp_path: Path, capsys):
+    code, _, err = run(capsys, str(tmp_path / "nope"))
+    assert code == 2
+    assert err.strip() == f"scaffold check: error: {tmp_path / 'nope'}: no such file or directory"
+
+
+def test_syntax_error_is_reported_and_other_files_still_checked(wrong: Path, capsys):
+    (wrong.parent / "broken.py").write_text("def f(:\n")
+    code, out, err = run(capsys, str(wrong.parent))
+    assert code == 2
+    assert f"{wrong.parent / 'broken.py'}:1: cannot check: syntax error" in out
+    assert "R-STEP-ORDER" in out
+    assert "Traceback" not in out + err
+
+
+def test_files_that_are_not_python_are_passed_over(tmp_path: Path, capsys):
+    (tmp_path / "README.md").write_text("for batch in loader: optimizer.step()\n")
+    assert run(capsys, str(tmp_path / "README.md"))[0] == 0
+
+
+def test_list_shows_every_check_with_its_rule(capsys):
+    code, out, _ = run(capsys, "--list")
+    assert code == 0
+    assert any(
+        line.split()[:2] == ["R-STEP-ORDER", "missing-zero-grad"] for line in out.splitlines()
+    )
