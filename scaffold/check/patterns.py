@@ -5,7 +5,7 @@ import ast
 import re
 from collections.abc import Iterator
 
-from scaffold.check.source import Function, Loop, Source, position
+from scaffold.check.source import Function, Loop, Source, end_position, position
 
 OPTIMIZER_NAME = re.compile(r"(^|_)(opt|optim|optimizer|optimiser)(_|\d|$)|optimizer", re.I)
 SCHEDULER_NAME = re.compile(r"sched", re.I)
@@ -81,22 +81,33 @@ def scope_of(source: Source, node: ast.AST) -> ast.AST:
     return enclosing_function(source, node) or source.tree
 
 
+def owner_of(source: Source, scope: ast.AST) -> ast.AST:
+    """The function (or module) a scope's statements run in: itself for a function."""
+    if scope is source.tree or isinstance(scope, Function | ast.Lambda | ast.ClassDef):
+        return scope
+    return source.owners.get(scope, source.tree)
+
+
 def in_scope(source: Source, node: ast.AST, scope: ast.AST) -> bool:
     """`node` is inside `scope` and not inside a function defined in it."""
-    for a in ancestors(source, node):
-        if a is scope:
-            return True
-        if isinstance(a, Function | ast.Lambda | ast.ClassDef):
-            return False
-    return False
+    if source.owners.get(node, source.tree) is not owner_of(source, scope):
+        return False
+    return owner_of(source, scope) is scope or (
+        position(scope) <= position(node) <= end_position(scope)
+    )
 
 
 def calls_in(source: Source, scope: ast.AST) -> list[ast.Call]:
     """Calls that run as part of `scope` itself (not in functions defined inside it), in order."""
-    start, end = position(scope), (getattr(scope, "end_lineno", 10**9), 10**9)
-    if scope is source.tree:
-        start = (0, 0)
-    return [c for c in source.calls if start <= position(c) <= end and in_scope(source, c, scope)]
+    key = ("calls_in", id(scope))
+    if key not in source.memo:
+        owner = owner_of(source, scope)
+        calls = source.calls_by_owner.get(owner, [])
+        if owner is not scope:
+            start, end = position(scope), end_position(scope)
+            calls = [c for c in calls if start <= position(c) <= end]
+        source.memo[key] = calls
+    return source.memo[key]
 
 
 def enclosing_loops(source: Source, node: ast.AST) -> Iterator[Loop]:
@@ -138,6 +149,13 @@ def grad_disabled(source: Source, node: ast.AST) -> bool:
 
 def called_only_without_grad(source: Source, function: Function) -> bool:
     """Every call of this function in the file runs under no_grad (and there is one)."""
+    key = ("called_only_without_grad", id(function))
+    if key not in source.memo:
+        source.memo[key] = _called_only_without_grad(source, function)
+    return source.memo[key]
+
+
+def _called_only_without_grad(source: Source, function: Function) -> bool:
     sites = [c for c in source.calls if name_of(c) == function.name]
     return bool(sites) and all(
         any(
@@ -154,6 +172,12 @@ def called_only_without_grad(source: Source, function: Function) -> bool:
 
 def optimizer_names(source: Source) -> set[str]:
     """Names bound to an optimizer built in this file: `opt = torch.optim.AdamW(...)`."""
+    if ("optimizer_names",) not in source.memo:
+        source.memo[("optimizer_names",)] = _optimizer_names(source)
+    return source.memo[("optimizer_names",)]
+
+
+def _optimizer_names(source: Source) -> set[str]:
     names = set()
     for node in source.assigns:
         value = node.value

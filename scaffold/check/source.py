@@ -2,6 +2,7 @@
 
 import ast
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,10 @@ class Source:
     imports: list[ast.Import | ast.ImportFrom] = field(default_factory=list)
     attributes: list[ast.Attribute] = field(default_factory=list)
     strings: set[str] = field(default_factory=set)
+    # The function, lambda or class (or the module) whose body each node runs in.
+    owners: dict[ast.AST, ast.AST] = field(default_factory=dict)
+    calls_by_owner: dict[ast.AST, list[ast.Call]] = field(default_factory=dict)
+    memo: dict[tuple, object] = field(default_factory=dict)  # per-file results of queries
 
     def finding(self, node: ast.AST, check: str, message: str, fix: str) -> Finding:
         from scaffold.check.registry import CHECKS
@@ -57,29 +62,68 @@ def parse(path: Path, shown: str, project: Project) -> Source:
     text = path.read_text(encoding="utf-8")
     tree = ast.parse(text, filename=shown)
     source = Source(shown, text, tree, project)
-    for node in ast.walk(tree):
-        for child in ast.iter_child_nodes(node):
-            source.parents[child] = node
-        if isinstance(node, ast.Call):
-            source.calls.append(node)
-        elif isinstance(node, Loop):
-            source.loops.append(node)
-        elif isinstance(node, Function):
-            source.functions.setdefault(node.name, []).append(node)
-        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
-            source.assigns.append(node)
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            source.imports.append(node)
-        elif isinstance(node, ast.Attribute):
-            source.attributes.append(node)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            source.strings.add(node.value)
-    # ast.walk is breadth-first; the checks reason about source order.
+    parents, owners, index = source.parents, source.owners, indexers(source)
+    stack: list[tuple[ast.AST, ast.AST]] = [(tree, tree)]
+    while stack:  # one walk: parents, owners and the index
+        node, owner = stack.pop()
+        inner = node if isinstance(node, Function | ast.Lambda | ast.ClassDef) else owner
+        for name in node._fields:  # ast.iter_child_nodes, inlined: this loop is the hot path
+            value = getattr(node, name, None)
+            children = value if isinstance(value, list) else (value,)
+            for child in children:
+                if isinstance(child, ast.AST):
+                    parents[child] = node
+                    owners[child] = inner
+                    stack.append((child, inner))
+        add = index.get(type(node))
+        if add is not None:
+            add(node, owner)
+    # The walk is depth-first from the end; the checks reason about source order.
     source.calls.sort(key=position)
+    for calls in source.calls_by_owner.values():
+        calls.sort(key=position)
     source.loops.sort(key=position)
     source.assigns.sort(key=position)
     return source
 
 
+def indexers(source: Source) -> dict[type, Callable[[ast.AST, ast.AST], None]]:
+    """Node type -> how the walk files it in the index."""
+
+    def call(node: ast.AST, owner: ast.AST) -> None:
+        source.calls.append(node)
+        source.calls_by_owner.setdefault(owner, []).append(node)
+
+    def function(node: ast.AST, owner: ast.AST) -> None:
+        source.functions.setdefault(node.name, []).append(node)
+
+    def string(node: ast.AST, owner: ast.AST) -> None:
+        if isinstance(node.value, str):
+            source.strings.add(node.value)
+
+    def into(items: list) -> Callable[[ast.AST, ast.AST], None]:
+        return lambda node, owner: items.append(node)
+
+    return {
+        ast.Call: call,
+        ast.FunctionDef: function,
+        ast.AsyncFunctionDef: function,
+        ast.For: into(source.loops),
+        ast.AsyncFor: into(source.loops),
+        ast.While: into(source.loops),
+        ast.Assign: into(source.assigns),
+        ast.AnnAssign: into(source.assigns),
+        ast.AugAssign: into(source.assigns),
+        ast.Import: into(source.imports),
+        ast.ImportFrom: into(source.imports),
+        ast.Attribute: into(source.attributes),
+        ast.Constant: string,
+    }
+
+
 def position(node: ast.AST) -> tuple[int, int]:
     return getattr(node, "lineno", 0), getattr(node, "col_offset", 0)
+
+
+def end_position(node: ast.AST) -> tuple[int, int]:
+    return getattr(node, "end_lineno", 0) or 0, getattr(node, "end_col_offset", 0) or 0
