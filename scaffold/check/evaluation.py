@@ -14,7 +14,6 @@ from scaffold.check.patterns import (
     is_constant,
     is_optimizer_step,
     name_of,
-    receiver,
     scope_of,
 )
 from scaffold.check.registry import check
@@ -30,7 +29,7 @@ def mode_events(source: Source, scope: ast.AST, depth: int = 2) -> list[ModeEven
     for call in calls_in(source, scope):
         mode = mode_set_by(call)
         if mode:
-            events.append((mode, receiver(call), call))
+            events.append((mode, model_of(call.func.value), call))
         elif depth:
             for function in source.functions.get(name_of(call), []):
                 for model, mode in final_modes(source, function, depth - 1).items():
@@ -39,7 +38,7 @@ def mode_events(source: Source, scope: ast.AST, depth: int = 2) -> list[ModeEven
 
 
 def mode_set_by(call: ast.Call) -> str | None:
-    if not isinstance(call.func, ast.Attribute) or not receiver(call):
+    if not isinstance(call.func, ast.Attribute) or not model_of(call.func.value):
         return None
     if call.func.attr == "eval" and not call.args:
         return "eval"
@@ -49,6 +48,17 @@ def mode_set_by(call: ast.Call) -> str | None:
         if is_constant(call.args[0], False):
             return "eval"
     return None
+
+
+def model_of(node: ast.AST) -> str:
+    """`model` for `model`, `model.to(device)`, `model.cpu()`: moves return the model."""
+    while (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in {"to", "cpu", "cuda", "float", "half", "bfloat16", "train", "eval"}
+    ):
+        node = node.func.value
+    return dotted(node)
 
 
 def final_modes(source: Source, function: Function, depth: int) -> dict[str, str]:
@@ -98,13 +108,10 @@ def training_in_eval_mode(source: Source) -> Iterator[Finding]:
             mine = [(mode, call) for mode, m, call in events if m == model]
             inside = [(m, c) for m, c in mine if within(c, loop)]
             before = [(m, c) for m, c in mine if position(c) < position(loop)]
-            # An outer loop runs what follows this loop before this loop's next run.
-            outer = list(enclosing_loops(source, loop))
-            after = [(m, c) for m, c in mine if outer and within(c, outer[-1])]
-            after = [(m, c) for m, c in after if position(c) > (loop.end_lineno or 0, 0)]
-            if not inside and after and after[-1][0] == "eval":
+            later = mode_on_later_runs(loop, list(enclosing_loops(source, loop)), mine)
+            if not inside and later and later[0] == "eval" and later not in before:
                 yield source.finding(
-                    after[-1][1],
+                    later[1],
                     "training-in-eval-mode",
                     f"{model} is left in eval mode here and the next training step runs in it",
                     f"call {model}.train() after evaluating",
@@ -129,6 +136,21 @@ def training_in_eval_mode(source: Source) -> Iterator[Finding]:
                         "runs in it",
                         f"call {model}.train() after evaluating",
                     )
+
+
+def mode_on_later_runs(
+    loop: Loop, outer: list[Loop], events: list[tuple[str, ast.Call]]
+) -> tuple[str, ast.Call] | None:
+    """The mode set last before `loop` runs again: inside the innermost loop around it that
+    sets a mode, the last one before `loop` in its body or else the last one after it."""
+    for around in outer:
+        mine = [(m, c) for m, c in events if within(c, around) and not within(c, loop)]
+        ahead = [(m, c) for m, c in mine if position(c) < position(loop)]
+        if ahead:
+            return ahead[-1]
+        if mine:
+            return mine[-1]
+    return None
 
 
 def within(node: ast.AST, outer: ast.AST) -> bool:

@@ -148,7 +148,14 @@ def trust_remote_code(source: Source) -> Iterator[Finding]:
             )
 
 
+# Encoder families whose tokenizers always have a pad token.
+PADDED_FAMILIES = re.compile(
+    r"bert|roberta|deberta|electra|albert|xlm|t5|bart|mpnet|minilm|sentence-transformers", re.I
+)
+
+
 def tokenizer_names(source: Source) -> set[str]:
+    """Names bound to a pretrained tokenizer that may have no pad token."""
     names = set()
     for node in source.assigns:
         value = node.value
@@ -158,6 +165,9 @@ def tokenizer_names(source: Source) -> set[str]:
             and name_of(value) == "from_pretrained"
             and "Tokenizer" in dotted(value.func)
         ):
+            model = value.args[0] if value.args else keyword(value, "pretrained_model_name_or_path")
+            if isinstance(model, ast.Constant) and PADDED_FAMILIES.search(str(model.value)):
+                continue
             names.update(dotted(t) for t in node.targets)
     return names - {""}
 

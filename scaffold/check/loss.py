@@ -11,7 +11,7 @@ from scaffold.check.source import Source
 
 LOSSES = {"cross_entropy", "nll_loss"}
 SHIFTED_TARGETS = re.compile(r"y|yb|y_batch|targets?|tgt|target_ids", re.I)
-LM_HINTS = ("vocab_size", "block_size", "CausalLM", "n_ctx", "seq_len")
+LM_HINTS = re.compile(r"\bvocab_size\b|\bblock_size\b|CausalLM")  # a language model is trained here
 
 
 def loss_callees(source: Source) -> set[str]:
@@ -50,7 +50,7 @@ def raw_logits(source: Source, node: ast.AST) -> bool:
     "cross-entropy on [B, T, V] language-model logits without flattening them",
 )
 def unflattened_lm_logits(source: Source) -> Iterator[Finding]:
-    if not any(hint in source.text for hint in LM_HINTS):
+    if not LM_HINTS.search(source.text):
         return
     criteria = loss_callees(source)
     for call in source.calls:

@@ -28,6 +28,13 @@ def scopes(source: Source) -> Iterator[ast.AST]:
         yield from functions
 
 
+def in_training_loop(source: Source, node: ast.AST) -> bool:
+    """The innermost loop around `node` backpropagates: what it keeps outlives each step.
+    (A loop over loss terms, to be summed and backpropagated after it, is not one.)"""
+    loop = next(enclosing_loops(source, node), None)
+    return loop is not None and any(name_of(c) == "backward" for c in calls_in(source, loop))
+
+
 @check(
     "tensor-kept-in-list",
     "R-ITEM-LOGGING",
@@ -39,7 +46,7 @@ def tensor_kept_in_list(source: Source) -> Iterator[Finding]:
         for call in calls_in(source, scope):
             if name_of(call) not in {"append", "extend"} or len(call.args) != 1:
                 continue
-            if grad_disabled(source, call):
+            if grad_disabled(source, call) or not in_training_loop(source, call):
                 continue
             history = history if history is not None else graph_names(source, scope)
             if holds_graph_at(history, call.args[0]):
@@ -67,7 +74,7 @@ def tensor_accumulated(source: Source) -> Iterator[Finding]:
             and isinstance(n.op, ast.Add)
             and isinstance(n.target, ast.Name)
             and in_scope(source, n, scope)
-            and next(enclosing_loops(source, n), None) is not None
+            and in_training_loop(source, n)
             and not grad_disabled(source, n)
         ]
         if not augmented:

@@ -9,8 +9,10 @@ from scaffold.check.patterns import (
     calls_in,
     dotted,
     enclosing_loops,
+    holds_graph,
     is_backward,
     is_clip,
+    is_model_call,
     is_optimizer_step,
     is_scheduler_step,
     is_zero_grad,
@@ -35,6 +37,8 @@ def training_loops(source: Source) -> dict[Loop, list[tuple[str, ast.Call]]]:
             if loop in loops:
                 break
             events = step_parts(source, loop)
+            if any(dotted(c.func) == "dist_autograd.backward" for _, c in events):
+                break  # distributed autograd: each context holds its own gradients
             if any(kind == "b" for kind, _ in events):
                 loops[loop] = events
                 break
@@ -213,14 +217,20 @@ def own_nodes(source: Source, loop: Loop) -> Iterator[ast.AST]:
 
 
 def divides_by_accumulation(node: ast.AST) -> bool:
+    """`loss / accumulation_steps` (or `loss /= ...`): a loss scaled for accumulation."""
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-        divisor = node.right
+        loss, divisor = node.left, node.right
     elif isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Div):
-        divisor = node.value
+        loss, divisor = node.target, node.value
     else:
         return False
-    text = ast.unparse(divisor)
-    return bool(ACCUMULATION.search(text))
+    return loss_like(loss) and bool(ACCUMULATION.search(ast.unparse(divisor)))
+
+
+def loss_like(node: ast.AST) -> bool:
+    """`loss`, `out.loss`, `criterion(...)`, `model(batch)`: a loss with its graph."""
+    named = isinstance(node, ast.Name | ast.Attribute) and "loss" in dotted(node).lower()
+    return named or holds_graph(node, set()) or is_model_call(node)
 
 
 def conditional(source: Source, node: ast.AST, loop: Loop) -> bool:
