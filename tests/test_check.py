@@ -1,7 +1,8 @@
 """`scaffold check` finds each catalogued error, at its line, and nothing in correct code.
 
 tests/check_cases/<check>/ holds, for every check, wrong files written from the seeds'
-❌ examples and variants of them (other names, other nesting) and their corrected twins.
+❌ examples and variants of them (other names, other nesting) and their corrected twins
+(Python files, and YAML configs for the checks that read training configs).
 A wrong line carries `# expect: R-ID`; a file with no such comment must produce nothing.
 """
 
@@ -22,7 +23,7 @@ DOCS = REPO / "docs" / "check.md"
 
 
 def case_files() -> list[Path]:
-    return sorted(CASES.rglob("*.py"))
+    return sorted([*CASES.rglob("*.py"), *CASES.rglob("*.yaml")])
 
 
 def expected(path: Path) -> set[tuple[int, str]]:

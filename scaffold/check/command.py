@@ -20,11 +20,12 @@ class UsageError(Exception):
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "check",
-        help="find known training-code errors in Python files",
-        description="Read Python files (a generated project or any training script) and "
-        "report each catalogued training-code error: rule ID, file:line, what is wrong and "
-        "the fix. Nothing is imported or run. Exit status: 0 clean, 1 problems found, "
-        "2 bad usage or unreadable files. `# scaffold: ignore[R-ID]` silences one line.",
+        help="find known training-code errors in Python files and training configs",
+        description="Read Python files and YAML training configs (a generated project or "
+        "any training code) and report each catalogued training-code error: rule ID, "
+        "file:line, what is wrong and the fix. Nothing is imported or run. Exit status: "
+        "0 clean, 1 problems found, 2 bad usage or unreadable files. "
+        "`# scaffold: ignore[R-ID]` silences one line.",
     )
     parser.add_argument(
         "paths", metavar="PATH", nargs="*", default=["."], help="files or directories (default: .)"

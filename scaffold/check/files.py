@@ -22,31 +22,44 @@ SKIPPED_DIRS = {
     ".ruff_cache",
 }
 ANSWERS_FILE = ".copier-answers.yml"
+CONFIG_SUFFIXES = {".yaml", ".yml"}
+PYTHON_SUFFIXES = {".py", ".pyi"}
 
 
 class PathError(Exception):
     """A path given on the command line that cannot be checked."""
 
 
-def python_files(paths: list[Path]) -> list[tuple[Path, Path]]:
-    """(file, the argument it came from) for every Python file under `paths`, sorted.
+def checked_files(paths: list[Path]) -> list[tuple[Path, Path]]:
+    """(file, the argument it came from) for every Python and YAML file under `paths`, sorted.
 
-    Files given by name are read whatever their suffix, except that files which are not
-    Python (a README next to a project, from a shell glob) are passed over.
+    Files given by name are read whatever their suffix, except that files which are
+    neither Python nor YAML (a README next to a project, from a shell glob) are passed over.
     """
     found: dict[Path, Path] = {}
     for root in paths:
         if not root.exists():
             raise PathError(f"{root}: no such file or directory")
         if root.is_file():
-            if root.suffix in {".py", ".pyi"} or _has_python_shebang(root):
+            if is_python(root) or is_config(root):
                 found.setdefault(root, root)
             continue
-        for path in sorted(root.rglob("*.py")):
+        for path in sorted(root.rglob("*")):
             relative = path.relative_to(root).parts[:-1]
-            if not any(part in SKIPPED_DIRS or part.startswith(".") for part in relative):
+            if any(part in SKIPPED_DIRS or part.startswith(".") for part in relative):
+                continue
+            if path.suffix in PYTHON_SUFFIXES or is_config(path):
                 found.setdefault(path, root)
     return sorted(found.items())
+
+
+def is_python(path: Path) -> bool:
+    return path.suffix in PYTHON_SUFFIXES or _has_python_shebang(path)
+
+
+def is_config(path: Path) -> bool:
+    """A YAML file that may configure training (not the answers or pre-commit files)."""
+    return path.suffix in CONFIG_SUFFIXES and not path.name.startswith(".")
 
 
 def _has_python_shebang(path: Path) -> bool:

@@ -98,20 +98,12 @@ def best_model_strategy_mismatch(source: Source) -> Iterator[Finding]:
         eval_node, save_node = keyword(call, "eval_strategy"), keyword(call, "save_strategy")
         if unpacked and (eval_node is None or save_node is None):
             continue  # the rest comes from a config this check cannot read
-        evaluate, save = literal(eval_node, "no"), literal(save_node, "steps")
-        if evaluate is None or save is None:
-            continue
-        problem = None
-        if evaluate != save:
-            problem = f"eval_strategy {evaluate!r} but save_strategy {save!r}"
-        elif evaluate == "steps":
-            every_eval = literal(keyword(call, "eval_steps"), None)
-            every_save = literal(keyword(call, "save_steps"), 500)
-            if isinstance(every_eval, int) and isinstance(every_save, int):
-                if every_save % every_eval:
-                    problem = (
-                        f"save_steps {every_save} is not a multiple of eval_steps {every_eval}"
-                    )
+        problem = strategy_mismatch(
+            literal(eval_node, "no"),
+            literal(save_node, "steps"),
+            literal(keyword(call, "eval_steps"), None),
+            literal(keyword(call, "save_steps"), 500),
+        )
         if problem:
             yield source.finding(
                 call,
@@ -121,6 +113,21 @@ def best_model_strategy_mismatch(source: Source) -> Iterator[Finding]:
                 "set eval_strategy and save_strategy to the same value (and save_steps a "
                 "multiple of eval_steps)",
             )
+
+
+def strategy_mismatch(
+    evaluate: object, save: object, every_eval: object, every_save: object
+) -> str | None:
+    """Why load_best_model_at_end cannot work with these settings, or None (also when a
+    value is unknown). Defaults: eval_strategy "no", save_strategy "steps", save_steps 500."""
+    if evaluate is None or save is None or save == "best":  # "best" saves at each evaluation
+        return None
+    if evaluate != save:
+        return f"eval_strategy {evaluate!r} but save_strategy {save!r}"
+    if evaluate == "steps" and isinstance(every_eval, int) and isinstance(every_save, int):
+        if every_eval and every_save % every_eval:
+            return f"save_steps {every_save} is not a multiple of eval_steps {every_eval}"
+    return None
 
 
 def literal(node: ast.AST | None, default: object) -> object:

@@ -7,11 +7,10 @@ catalog reads it to say which rules `scaffold check` covers.
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from scaffold.check.findings import Finding
-    from scaffold.check.source import Source
 
 
 @dataclass(frozen=True)
@@ -19,17 +18,18 @@ class Check:
     name: str
     rule: str
     summary: str  # one line: the wrong pattern it finds
-    run: "Callable[[Source], Iterator[Finding]]"
+    run: "Callable[[Any], Iterator[Finding]]"  # a Source, or a Config for kind "config"
+    kind: str = "python"  # what it reads: "python" files or YAML "config" files
 
 
 CHECKS: dict[str, Check] = {}
 
 
-def check(name: str, rule: str, summary: str):
+def check(name: str, rule: str, summary: str, kind: str = "python"):
     """Register a check: `@check("missing-zero-grad", "R-STEP-ORDER", "...")`."""
 
-    def register(run: "Callable[[Source], Iterator[Finding]]"):
-        CHECKS[name] = Check(name, rule, summary, run)
+    def register(run: "Callable[[Any], Iterator[Finding]]"):
+        CHECKS[name] = Check(name, rule, summary, run, kind)
         return run
 
     return register
@@ -38,6 +38,7 @@ def check(name: str, rule: str, summary: str):
 def all_checks() -> list[Check]:
     """Every check, once its module has registered it."""
     from scaffold.check import (  # noqa: F401  (importing a module registers its checks)
+        configs,
         devices,
         distributed,
         evaluation,

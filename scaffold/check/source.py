@@ -49,12 +49,16 @@ class Source:
         return Finding(self.path, line, column, CHECKS[check].rule, check, message, fix)
 
     def suppressed(self, finding: Finding) -> bool:
-        """True when the finding's line carries `# scaffold: ignore[<its rule>]`."""
-        lines = self.text.splitlines()
-        if not 0 < finding.line <= len(lines):
-            return False
-        match = IGNORE_COMMENT.search(lines[finding.line - 1])
-        return bool(match) and finding.rule in {r.strip() for r in match.group(1).split(",")}
+        return is_suppressed(self.text, finding)
+
+
+def is_suppressed(text: str, finding: Finding) -> bool:
+    """True when the finding's line carries `# scaffold: ignore[<its rule>]`."""
+    lines = text.splitlines()
+    if not 0 < finding.line <= len(lines):
+        return False
+    match = IGNORE_COMMENT.search(lines[finding.line - 1])
+    return bool(match) and finding.rule in {r.strip() for r in match.group(1).split(",")}
 
 
 def parse(path: Path, shown: str, project: Project) -> Source:
