@@ -130,3 +130,25 @@ def test_list_shows_every_check_with_its_rule(capsys):
     assert any(
         line.split()[:2] == ["R-STEP-ORDER", "missing-zero-grad"] for line in out.splitlines()
     )
+
+
+def test_invalid_yaml_named_on_the_command_line_is_reported(tmp_path: Path, capsys):
+    config = tmp_path / "train.yaml"
+    config.write_text("training: [unclosed\n")
+    code, out, _ = run(capsys, str(config))
+    assert code == 2
+    assert f"{config}:2: cannot check: invalid YAML" in out
+
+
+def test_yaml_that_is_not_a_config_is_passed_over_in_a_directory(tmp_path: Path, capsys):
+    (tmp_path / "chart.yaml").write_text("name: {{ .Values.name }}\n")  # a Helm template
+    (tmp_path / "train.yaml").write_text("training:\n  output_dir: runs\n  max_steps: 10\n")
+    assert run(capsys, str(tmp_path))[0] == 0
+
+
+def test_a_training_config_is_checked(tmp_path: Path, capsys):
+    config = tmp_path / "train.yaml"
+    config.write_text("training:\n  output_dir: runs\n  evaluation_strategy: epoch\n")
+    code, out, _ = run(capsys, str(tmp_path))
+    assert code == 1
+    assert f"{config}:3:3: R-EVAL-STRATEGY [config-removed-evaluation-strategy]" in out

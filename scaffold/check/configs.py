@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from scaffold.check.files import LOADER
 from scaffold.check.findings import Finding
 from scaffold.check.huggingface import strategy_mismatch
 from scaffold.check.registry import check
@@ -25,7 +26,6 @@ TRAINING_KEYS = {
     "save_strategy",
     "logging_steps",
 }
-LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Section = dict[str, tuple[yaml.Node, yaml.Node]]  # key -> (key node, value node)
 
@@ -34,7 +34,7 @@ Section = dict[str, tuple[yaml.Node, yaml.Node]]  # key -> (key node, value node
 class Config:
     path: str  # as shown in findings
     text: str
-    root: yaml.Node | None
+    documents: list[yaml.Node]
     project: Project
 
     def finding(self, node: yaml.Node, check_name: str, message: str, fix: str) -> Finding:
@@ -50,12 +50,12 @@ class Config:
 def parse_config(path: Path, shown: str, project: Project) -> Config:
     """Read `path`; raises yaml.YAMLError, UnicodeDecodeError or OSError."""
     text = path.read_text(encoding="utf-8")
-    return Config(shown, text, yaml.compose(text, Loader=LOADER), project)
+    return Config(shown, text, list(yaml.compose_all(text, Loader=LOADER)), project)
 
 
 def training_sections(config: Config) -> Iterator[Section]:
     """Mappings that look like TrainingArguments: at least two of its usual keys."""
-    stack = [config.root]
+    stack = list(config.documents)
     while stack:
         node = stack.pop()
         if isinstance(node, yaml.MappingNode):
@@ -76,7 +76,7 @@ def scalar(section: Section, key: str, default: object = None) -> object:
         return None
     if node.tag == "tag:yaml.org,2002:str":
         return node.value
-    return yaml.safe_load(node.value)  # the resolved bool, int, float or null
+    return yaml.load(node.value, Loader=LOADER)  # the resolved bool, int, float or null
 
 
 @check(

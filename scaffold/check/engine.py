@@ -51,6 +51,8 @@ def run_checks(paths: list[Path], checks: list[Check] | None = None) -> Report:
                 ParseError(shown(path), error.lineno or 1, f"syntax error: {error.msg}")
             )
         except yaml.YAMLError as error:
+            if path != root:
+                continue  # found by walking a directory: maybe not a config at all (a Helm chart)
             mark = getattr(error, "problem_mark", None)
             line = mark.line + 1 if mark else 1
             report.errors.append(ParseError(shown(path), line, f"invalid YAML: {error}"))

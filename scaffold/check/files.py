@@ -22,6 +22,7 @@ SKIPPED_DIRS = {
     ".ruff_cache",
 }
 ANSWERS_FILE = ".copier-answers.yml"
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 CONFIG_SUFFIXES = {".yaml", ".yml"}
 PYTHON_SUFFIXES = {".py", ".pyi"}
 
@@ -94,7 +95,7 @@ def hardware_of(path: Path, cache: dict[Path, str | None]) -> str | None:
 
 def _read_hardware(answers: Path) -> str | None:
     try:
-        data = yaml.safe_load(answers.read_text(encoding="utf-8"))
+        data = yaml.load(answers.read_text(encoding="utf-8"), Loader=LOADER)
     except (OSError, yaml.YAMLError):
         return None
     value = data.get("hardware") if isinstance(data, dict) else None
