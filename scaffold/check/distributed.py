@@ -46,12 +46,7 @@ def distributed_on_one_device(source: Source) -> Iterator[Finding]:
     nodes: list[ast.AST] = [
         c for c in source.calls if name_of(c) in WRAPPERS | {"init_process_group"}
     ]
-    nodes += [
-        i
-        for i in source.imports
-        if any(a.name.startswith("torch.distributed") for a in i.names)
-        or (isinstance(i, ast.ImportFrom) and (i.module or "").startswith("torch.distributed"))
-    ]
+    nodes += [i for i in source.imports if imports_process_group_code(i)]
     for node in sorted(nodes, key=lambda n: (n.lineno, n.col_offset)):
         yield source.finding(
             node,
@@ -61,6 +56,20 @@ def distributed_on_one_device(source: Source) -> Iterator[Finding]:
             "remove it and use model.to(device); for several GPUs, "
             "`scaffold update --hardware multi-gpu`",
         )
+
+
+def imports_process_group_code(node: ast.Import | ast.ImportFrom) -> bool:
+    """`import torch.distributed as dist`, `from torch.distributed.fsdp import ...`; not
+    torch.distributed.checkpoint, which saves and loads on one device as well."""
+    if isinstance(node, ast.Import):
+        modules = [a.name for a in node.names]
+    else:
+        module = node.module or ""
+        modules = [f"{module}.{a.name}" for a in node.names]
+    return any(
+        m.startswith("torch.distributed") and not m.startswith("torch.distributed.checkpoint")
+        for m in modules
+    )
 
 
 @check(
