@@ -22,6 +22,8 @@ SEEDING = {
     "seed_everything",
 }
 SINGLE_DEVICE = {"cpu", "mps", "cuda"}
+# Calls that set up the process group (directly or through a library).
+PROCESS_GROUP_MAKERS = ("init_process_group", "Accelerator", "PartialState", "init_device_mesh")
 RANK = re.compile(r"rank|process_index", re.I)
 
 
@@ -210,7 +212,7 @@ def ddp_without_device_ids(source: Source) -> Iterator[Finding]:
     "DistributedDataParallel is used but no file initialises a process group",
 )
 def ddp_without_process_group(source: Source) -> Iterator[Finding]:
-    if any(name.endswith("init_process_group") for name in source.project.calls):
+    if any(name.endswith(PROCESS_GROUP_MAKERS) for name in source.project.calls):
         return
     for call in ddp_calls(source):
         yield source.finding(

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from scaffold.check.findings import Finding
 from scaffold.check.patterns import (
     dotted,
+    enclosing_function,
     forward_calls,
     grad_disabled,
     is_constant,
@@ -173,10 +174,38 @@ def tokenizer_names(source: Source) -> set[str]:
             and "Tokenizer" in dotted(value.func)
         ):
             model = value.args[0] if value.args else keyword(value, "pretrained_model_name_or_path")
-            if isinstance(model, ast.Constant) and PADDED_FAMILIES.search(str(model.value)):
+            if PADDED_FAMILIES.search(string_value(source, model, node)):
                 continue
             names.update(dotted(t) for t in node.targets)
     return names - {""}
+
+
+def string_value(source: Source, node: ast.AST | None, at: ast.AST) -> str:
+    """The string `node` surely holds: a literal, a name assigned one literal in the file, or
+    the literal default of a parameter of the function around `at`; '' when unknown."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if not isinstance(node, ast.Name):
+        return ""
+    function = enclosing_function(source, at)
+    if function is not None:
+        args = function.args
+        positional = args.posonlyargs + args.args
+        defaults = dict(zip([a.arg for a in positional][::-1], args.defaults[::-1], strict=False))
+        defaults |= {a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)}
+        if node.id in defaults:
+            return string_value(source, defaults[node.id], at) if defaults[node.id] else ""
+        if node.id in {a.arg for a in positional + args.kwonlyargs}:
+            return ""
+    values = [
+        n.value
+        for n in source.assigns
+        if isinstance(n, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == node.id for t in n.targets)
+    ]
+    if len(values) == 1 and isinstance(values[0], ast.Constant):
+        return str(values[0].value)
+    return ""
 
 
 @check(

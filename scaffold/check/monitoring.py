@@ -136,6 +136,22 @@ def logged_values(call: ast.Call) -> Iterator[ast.expr]:
             yield arg
 
 
+def started_elsewhere(source: Source) -> bool:
+    """wandb.init is called somewhere in the project, or by a library that starts the run
+    (a Trainer with report_to="wandb", accelerate's init_trackers)."""
+    return any(
+        name == "wandb.init" or name.endswith(("Trainer", "init_trackers"))
+        for name in source.project.calls
+    )
+
+
+def checks_for_a_run(source: Source, function: ast.AST) -> bool:
+    """`if wandb.run is not None: wandb.log(...)`: the code knows a run may not exist."""
+    return any(
+        dotted(a) == "wandb.run" and in_scope(source, a, function) for a in source.attributes
+    )
+
+
 @check(
     "wandb-log-before-init",
     "R-LOG-AFTER-STEP",
@@ -152,7 +168,7 @@ def wandb_log_before_init(source: Source) -> Iterator[Finding]:
         )
         local_inits = [c for c in inits if in_scope(source, c, function)]
         late = local_inits and all(position(c) > position(call) for c in local_inits)
-        if late or ("wandb.init" not in source.project.calls):
+        if late or not (started_elsewhere(source) or checks_for_a_run(source, function)):
             yield source.finding(
                 call,
                 "wandb-log-before-init",

@@ -20,6 +20,11 @@ from scaffold.check.registry import check
 from scaffold.check.source import Source
 
 CHECKPOINT_WORDS = re.compile(r"ckpt|checkpoint", re.I)
+# State dicts that are not a model's weights.
+NOT_A_MODEL = re.compile(
+    r"optim|sched|scaler|loader|sampler|generator|rng|tokenizer|callback|trainer|accelerator",
+    re.I,
+)
 
 
 def state_dict_owner(node: ast.AST | None) -> str | None:
@@ -49,7 +54,9 @@ def saved_alone(source: Source, saved: ast.AST, line: int) -> str | None:
             return owners[0]
         return None
     owner = state_dict_owner(saved)
-    return owner if owner and not is_optimizer(source, owner) else None
+    if not owner or is_optimizer(source, owner) or NOT_A_MODEL.search(owner.rsplit(".", 1)[-1]):
+        return None
+    return owner
 
 
 @check(
