@@ -28,6 +28,13 @@ def scopes(source: Source) -> Iterator[ast.AST]:
         yield from functions
 
 
+def as_operand(node: ast.AST) -> str:
+    """The expression's source, parenthesized where `.item()` would bind to a part of it."""
+    text = ast.unparse(node)
+    simple = isinstance(node, ast.Name | ast.Attribute | ast.Subscript | ast.Call)
+    return text if simple else f"({text})"
+
+
 def in_training_loop(source: Source, node: ast.AST) -> bool:
     """The innermost loop around `node` backpropagates: what it keeps outlives each step.
     (A loop over loss terms, to be summed and backpropagated after it, is not one.)"""
@@ -50,12 +57,12 @@ def tensor_kept_in_list(source: Source) -> Iterator[Finding]:
                 continue
             history = history if history is not None else graph_names(source, scope)
             if holds_graph_at(history, call.args[0]):
-                value = ast.unparse(call.args[0])
+                value = as_operand(call.args[0])
                 yield source.finding(
                     call,
                     "tensor-kept-in-list",
                     f"{value} still holds its autograd graph: every step's graph stays in "
-                    f"{receiver(call)} (a memory leak)",
+                    f"{ast.unparse(call.func.value)} (a memory leak)",
                     f"append {value}.item() (or {value}.detach() to keep a tensor)",
                 )
 
@@ -86,7 +93,7 @@ def tensor_accumulated(source: Source) -> Iterator[Finding]:
             if total in backpropagated or holds_graph_at(history, node.target):
                 continue  # building up a loss to backpropagate is what += is for there
             if holds_graph_at(history, node.value):
-                value = ast.unparse(node.value)
+                value = as_operand(node.value)
                 yield source.finding(
                     node,
                     "tensor-accumulated",
@@ -110,7 +117,7 @@ def tensor_logged(source: Source) -> Iterator[Finding]:
             history = history if history is not None else graph_names(source, scope)
             for value in logged_values(call):
                 if holds_graph_at(history, value):
-                    text = ast.unparse(value)
+                    text = as_operand(value)
                     yield source.finding(
                         value,
                         "tensor-logged",

@@ -236,7 +236,7 @@ def loss_like(node: ast.AST) -> bool:
 def conditional(source: Source, node: ast.AST, loop: Loop) -> bool:
     """`node` runs only on some iterations: inside an if/try in the loop body, or after a
     `continue` guarded by an if."""
-    for a in source_ancestors_until(source, node, loop):
+    for a in ancestors_until(source, node, loop):
         if isinstance(a, ast.If | ast.Try | ast.IfExp | ast.Match):
             return True
     return any(
@@ -247,7 +247,7 @@ def conditional(source: Source, node: ast.AST, loop: Loop) -> bool:
     )
 
 
-def source_ancestors_until(source: Source, node: ast.AST, stop: ast.AST) -> Iterator[ast.AST]:
+def ancestors_until(source: Source, node: ast.AST, stop: ast.AST) -> Iterator[ast.AST]:
     while node in source.parents and source.parents[node] is not stop:
         node = source.parents[node]
         yield node
