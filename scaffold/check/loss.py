@@ -64,7 +64,7 @@ def unflattened_lm_logits(source: Source) -> Iterator[Finding]:
                 "unflattened-lm-logits",
                 f"{logits} is [batch, time, vocab]: cross-entropy reads the time axis as "
                 "classes (an error, or a wrong loss)",
-                f"loss(logits.view(-1, logits.size(-1)), {target}.view(-1))",
+                f"{dotted(call.func)}({logits}.view(-1, {logits}.size(-1)), {target}.view(-1))",
             )
 
 
