@@ -73,16 +73,13 @@ def test_rendered_project_has_no_findings(render, task: str, hardware: str):
 
 def test_generated_projects_run_the_check_of_the_release_that_rendered_them(render):
     project = render(task="pretraining", hardware="cpu")
-    hooks = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())["repos"]
-    [scaffold_repo] = [r for r in hooks if r["repo"] == "https://github.com/scaffold-ml/scaffold"]
-    assert scaffold_repo["rev"] == f"v{__version__}"
-    assert [h["id"] for h in scaffold_repo["hooks"]] == ["scaffold-check"]
-    provided = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
-    assert [h["id"] for h in provided] == ["scaffold-check"]
-    assert provided[0]["entry"] == "scaffold check"
+    repos = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())["repos"]
+    hooks = [h for r in repos if r["repo"] == "local" for h in r["hooks"]]
+    [hook] = [h for h in hooks if h["id"] == "scaffold-check"]
+    assert hook["entry"] == "scaffold check"
+    assert hook["additional_dependencies"] == [f"scaffold-ml=={__version__}"]
+    assert hook["pass_filenames"] is False
 
     steps = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
     runs = [s.get("run", "") for s in steps["jobs"]["smoke"]["steps"]]
-    pin = f'"scaffold-ml @ git+https://github.com/scaffold-ml/scaffold.git@v{__version__}"'
-    assert f"pip install {pin}" in runs
-    assert runs.index(f"pip install {pin}") < runs.index("scaffold check .")
+    assert f"pip install scaffold-ml=={__version__} && scaffold check ." in runs

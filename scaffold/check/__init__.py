@@ -9,4 +9,7 @@ from scaffold.check.engine import Report, run_checks
 from scaffold.check.findings import Finding
 from scaffold.check.registry import all_checks, enforced
 
-__all__ = ["Finding", "Report", "all_checks", "enforced", "run_checks"]
+# The rule IDs `scaffold check` enforces; docs/rules.md (scaffold.rules_page) reads it.
+CHECKED_RULES = frozenset(enforced())
+
+__all__ = ["CHECKED_RULES", "Finding", "Report", "all_checks", "enforced", "run_checks"]
