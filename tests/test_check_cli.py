@@ -130,9 +130,7 @@ def test_files_that_are_not_python_are_passed_over(tmp_path: Path, capsys):
 def test_list_shows_every_check_with_its_rule(capsys):
     code, out, _ = run(capsys, "--list")
     assert code == 0
-    assert any(
-        line.split()[:2] == [STEP_ORDER, "missing-zero-grad"] for line in out.splitlines()
-    )
+    assert any(line.split()[:2] == [STEP_ORDER, "missing-zero-grad"] for line in out.splitlines())
 
 
 def test_invalid_yaml_named_on_the_command_line_is_reported(tmp_path: Path, capsys):
