@@ -35,4 +35,26 @@ def test_slurm_script_asks_for_the_nodes_and_gpus_and_uses_the_first_node(
     assert "#SBATCH --gpus-per-node=4" in script
     assert "#SBATCH --ntasks-per-node=1" in script
     assert 'scontrol show hostnames "$SLURM_JOB_NODELIST"' in script
-    assert "srun torchrun" in script and '--nnodes "$SLURM_NNODES"' in script
+    assert 'export NNODES="$SLURM_NNODES"' in script
+    assert "bash launch/torchrun.sh" in script.split("srun ", 1)[1]
+
+
+@pytest.mark.parametrize("task, hardware, scale", MULTI, ids=lambda v: v)
+def test_slurm_script_logs_where_it_is_submitted_and_asks_for_a_signal_before_the_limit(
+    render, task, hardware, scale
+):
+    # SLURM creates no directory for --output: runs/ does not exist in a fresh project.
+    script = (render(task, hardware, scale) / "launch" / "slurm.sbatch").read_text()
+    assert "#SBATCH --output=slurm-%x-%j.out" in script
+    assert "#SBATCH --signal=USR1@300" in script
+    # srun does not inherit --cpus-per-task from sbatch (SLURM 22.05+).
+    assert 'srun --cpus-per-task="$SLURM_CPUS_PER_TASK"' in script
+
+
+@pytest.mark.parametrize("task, hardware, scale", MULTI, ids=lambda v: v)
+def test_torchrun_leaves_stop_signals_to_the_launcher_script(render, task, hardware, scale):
+    # R-SAFE-INTERRUPT: torchrun would SIGKILL slow workers after 30 s and exit 1.
+    script = (render(task, hardware, scale) / "launch" / "torchrun.sh").read_text()
+    assert "trap '' TERM INT USR1" in script
+    assert "--signals_to_handle SIGHUP,SIGQUIT" in script
+    assert "export LAUNCHER_PID=$$" in script

@@ -1,0 +1,189 @@
+"""The generated SLURM script runs on a real SLURM (R-MULTI-NODE).
+
+A one-node cluster on this machine: munged, slurmctld and slurmd from Debian's slurm-wlm
+and munge packages (installed here when missing), with a generated CPU-only config. The
+projects are fresh renders, submitted as a user would, with the GPU and CPU counts
+overridden for a CPU node (2 processes stand in for the GPUs).
+"""
+
+import getpass
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from trainable import ENV, free_port, output_option, ready
+
+JOB_DEADLINE_S = 900
+FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"}
+
+
+def install_slurm() -> None:
+    """slurm-wlm and munge from Debian's packages, if this machine lacks them."""
+    if shutil.which("slurmctld") and shutil.which("munged"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.fail("SLURM is not installed: run as root on Debian/Ubuntu, or install slurm-wlm")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "slurm-wlm", "munge"]):
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def slurm_conf(root: Path, socket_path: Path) -> str:
+    host = socket.gethostname().split(".")[0]
+    user = getpass.getuser()
+    return f"""\
+ClusterName=scaffoldtest
+SlurmctldHost={host}(127.0.0.1)
+SlurmctldPort={free_port()}
+SlurmdPort={free_port()}
+SlurmUser={user}
+SlurmdUser={user}
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={socket_path}
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+JobAcctGatherType=jobacct_gather/none
+MpiDefault=none
+ReturnToService=2
+NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def logs(root: Path) -> str:
+    tails = [f"--- {p.name}\n" + p.read_text()[-3000:] for p in sorted(root.glob("*.log"))]
+    return "\n".join(tails)
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A running one-node SLURM; yields the environment that reaches it. The daemons are
+    stopped by PID at the end."""
+    install_slurm()
+    root = tmp_path_factory.mktemp("slurm")
+    for name in ("state", "spool"):
+        (root / name).mkdir()
+    munge = root / "munge"
+    munge.mkdir(mode=0o700)
+    (munge / "munge.key").write_bytes(os.urandom(1024))
+    (munge / "munge.key").chmod(0o600)
+    socket_path = munge / "munge.socket"
+    (root / "slurm.conf").write_text(slurm_conf(root, socket_path))
+    env = {**ENV, "SLURM_CONF": str(root / "slurm.conf")}
+
+    daemons: list[subprocess.Popen] = []
+
+    def start(*command: str) -> None:
+        out = (root / f"{Path(command[0]).name}.out").open("w")
+        daemons.append(
+            subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
+        )
+
+    try:
+        start(
+            "munged", "--foreground", "--force", f"--socket={socket_path}",
+            f"--key-file={munge / 'munge.key'}", f"--pid-file={munge / 'munged.pid'}",
+            f"--log-file={root / 'munged.log'}", f"--seed-file={munge / 'munged.seed'}",
+        )  # fmt: skip
+        wait_for(socket_path.exists, 30, "munged did not start", root)
+        start("slurmctld", "-D", "-i")
+        start("slurmd", "-D")
+
+        def node_is_idle() -> bool:
+            state = subprocess.run(
+                ["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True
+            )
+            return state.stdout.strip() == "idle"
+
+        wait_for(node_is_idle, 60, "the SLURM node did not come up", root)
+        yield env
+    finally:
+        for daemon in reversed(daemons):
+            daemon.terminate()
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+
+
+def wait_for(condition, seconds: float, failure: str, root: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{failure}\n{logs(root)}")
+        time.sleep(0.5)
+
+
+def job_fields(job_id: str, env: dict) -> dict[str, str]:
+    shown = subprocess.run(
+        ["scontrol", "show", "job", "-o", job_id], env=env, capture_output=True, text=True
+    ).stdout
+    return dict(field.split("=", 1) for field in shown.split() if "=" in field)
+
+
+def submit(project: Path, env: dict) -> str:
+    """sbatch launch/slurm.sbatch from the project root, as its README says; only the GPU
+    and CPU counts differ, for a CPU node."""
+    out = project / "runs" / "out"
+    command = ["sbatch", "--parsable", "--gpus-per-node=0", "--cpus-per-task=1"]
+    command += ["launch/slurm.sbatch", output_option(project), str(out)]
+    job_env = {**env, "NPROC_PER_NODE": "2", "CONFIG": "configs/smoke.yaml"}
+    result = subprocess.run(command, cwd=project, env=job_env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip().split(";")[0]
+
+
+def assert_trained(project: Path) -> None:
+    out = project / "runs" / "out"
+    if (project / "prepare_data.py").is_file():
+        log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log if "lr" in r] == list(range(1, 9))
+        assert (out / "ckpt_000008.pt").is_file() and (out / "model.safetensors").is_file()
+    else:
+        state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+        assert len([e for e in state["log_history"] if "loss" in e]) == 6
+        assert (out / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.smoke
+def test_sbatch_trains_a_fresh_pretraining_and_fine_tuning_project(
+    slurm, render, tmp_path: Path
+) -> None:
+    projects = [
+        ready(render(task, "multi-gpu"), tmp_path / task) for task in ("pretraining", "sft")
+    ]
+    jobs = {submit(project, slurm): project for project in projects}
+    deadline = time.monotonic() + JOB_DEADLINE_S
+    states: dict[str, dict] = {}
+    while len(states) < len(jobs) and time.monotonic() < deadline:
+        time.sleep(2)
+        for job, fields in ((job, job_fields(job, slurm)) for job in jobs):
+            if fields.get("JobState") in FINISHED:
+                states[job] = fields
+    for job, project in jobs.items():
+        # SLURM opened the log in the submission directory of a fresh project.
+        log = project / f"slurm-demo-{job}.out"
+        output = log.read_text()[-6000:] if log.is_file() else f"no {log.name}"
+        fields = states.get(job, job_fields(job, slurm))
+        root = Path(slurm["SLURM_CONF"]).parent
+        detail = f"{fields}\n--- {log.name}\n{output}\n{logs(root)}"
+        assert fields.get("JobState") == "COMPLETED", detail
+        assert fields.get("ExitCode") == "0:0", detail
+        assert_trained(project)

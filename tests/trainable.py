@@ -1,0 +1,71 @@
+"""Rendered projects made ready to train their smoke config, as a user would, and the
+processes their launchers start. Shared by the launch, SLURM and preemption tests."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+# Offline, one thread per process, CPU only: 2 cores are shared by xdist workers and ranks.
+# The interpreter's bin directory first, so launch scripts find its torchrun.
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    "CUDA_VISIBLE_DEVICES": "",
+    "OMP_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "WANDB_MODE": "disabled",
+    "PYTHONUNBUFFERED": "1",
+}
+SMOKE = "configs/smoke.yaml"
+
+
+def ready(rendered: Path, target: Path) -> Path:
+    """A copy of a rendered project with what its smoke config reads: the tokenized sample
+    corpus (pretraining) or the tiny local model (the other tasks)."""
+    project = shutil.copytree(rendered, target)
+    if (project / "prepare_data.py").is_file():
+        command = [sys.executable, "prepare_data.py", "--config", SMOKE]
+    else:
+        command = [sys.executable, "tests/tiny_model.py", "runs/tiny-model"]
+    result = subprocess.run(command, cwd=project, env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return project
+
+
+def output_option(project: Path) -> str:
+    """The config key of the project's output directory."""
+    pretraining = (project / "prepare_data.py").is_file()
+    return "--training.out_dir" if pretraining else "--training.output_dir"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (torchrun's workers live in their own sessions)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process has exited meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
