@@ -87,8 +87,10 @@ fully_shard(model)
 materialize(model, torch.device("cpu"))
 sharded = {name: p.full_tensor() for name, p in model.named_parameters()}
 if dist.get_rank() == 0:
-    seed_everything(1337)
-    reference = dict(GPT(config).named_parameters())
+    reference_model = GPT(config)
+    seed_everything(1337)  # the same stream, drawn by init_weights() on one device
+    reference_model.init_weights()
+    reference = dict(reference_model.named_parameters())
     assert sharded.keys() == reference.keys()
     different = [n for n in reference if not torch.equal(sharded[n], reference[n])]
     assert not different, f"differ from a one-device init: {different}"
@@ -100,7 +102,7 @@ dist.destroy_process_group()
 @pytest.mark.parametrize(("hardware", "scale"), [("multi-gpu", "large")])
 def test_sharded_init_equals_a_one_device_init_bit_for_bit(project, tmp_path):
     """R-RANK-SEED: two gloo ranks build on meta, shard and materialize; the gathered weights
-    equal GPT(config) built on one device from the same seed (no duplicated shards)."""
+    equal GPT.init_weights() on one device from the same seed (no duplicated shards)."""
     script = tmp_path / "sharded_init.py"
     script.write_text(textwrap.dedent(SHARDED_INIT))
     result = subprocess.run(
