@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
+from scaffold import memory_plan
 from scaffold import questions as qs
 from scaffold.detect import detect_hardware
 
@@ -12,6 +13,17 @@ Ask = Callable[[qs.Question, Any, dict[str, Any]], Any]
 
 class AnswerError(Exception):
     """An answer is missing, unknown or impossible; the message says what would work."""
+
+
+class DoesNotFit(AnswerError):
+    """The memory plan needs more than --gpu-memory; `refusal()` says what would fit."""
+
+    def __init__(self, message: str, given: dict[str, Any], answers: dict[str, Any]):
+        super().__init__(message)
+        self.given, self.answers = given, answers
+
+    def refusal(self) -> str:
+        return memory_plan.refusal(self.given, self.answers)
 
 
 def collect(given: dict[str, Any], ask: Ask | None = None) -> dict[str, Any]:
@@ -24,7 +36,9 @@ def collect(given: dict[str, Any], ask: Ask | None = None) -> dict[str, Any]:
     for q in qs.questions():
         if not qs.is_asked(q, answers):
             continue
-        if given.get(q.name) is not None:
+        if q.name == "model_config":
+            answer = _model_config(q, given.get(q.name), answers, ask)
+        elif given.get(q.name) is not None:
             answer = given[q.name]
         else:
             fallback = _default(q, answers)
@@ -36,9 +50,29 @@ def collect(given: dict[str, Any], ask: Ask | None = None) -> dict[str, Any]:
                 answer = fallback
         answers[q.name] = qs.cast(q, answer)
         message = qs.problem(q, answers)
+        if message and q.name == "gpu_memory" and answers[q.name] >= 1:
+            raise DoesNotFit(message, given, answers)
         if message:
             raise AnswerError(message)
     return answers
+
+
+def _model_config(
+    q: qs.Question, given: Any, answers: dict[str, Any], ask: Ask | None
+) -> dict[str, Any]:
+    """The config.json of a model scaffold does not ship: given, found, or asked for."""
+    try:
+        if given is not None:
+            return memory_plan.config_answer(given)
+        return memory_plan.find_config(answers["model"])
+    except memory_plan.ModelSizeUnknown as error:
+        if ask is None:
+            raise AnswerError(str(error)) from error
+        print(error)
+        try:
+            return memory_plan.config_answer(ask(q, "", answers))
+        except memory_plan.ModelSizeUnknown as again:
+            raise AnswerError(str(again)) from again
 
 
 def _default(q: qs.Question, answers: dict[str, Any]) -> Any:

@@ -8,9 +8,10 @@ from typing import Any
 
 from scaffold import __version__
 from scaffold import questions as qs
-from scaffold.answers import AnswerError, collect
+from scaffold.answers import AnswerError, DoesNotFit, collect
 from scaffold.render import TargetExistsError, refuse_non_empty, render_project
 from scaffold.source import ENV_SOURCE as SCAFFOLD_TEMPLATE
+from scaffold.template_cache import TemplateCacheError
 
 EXIT_CONFLICTS = 1
 EXIT_USAGE = 2
@@ -24,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nAborted; nothing was written.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (AnswerError, TargetExistsError) as error:
+    except DoesNotFit as error:
+        print(f"scaffold: error: {error.refusal()}", file=sys.stderr)
+        print("Nothing was written.", file=sys.stderr)
+        return EXIT_USAGE
+    except (AnswerError, TargetExistsError, TemplateCacheError) as error:
         print(f"scaffold: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -92,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="never prompt: keep recorded answers except those given as flags",
     )
     update.add_argument(
-        "--vcs-ref", metavar="REF", help="template version to update to (default: latest tag)"
+        "--vcs-ref",
+        metavar="REF",
+        help="template version to update to (default: this scaffold's; with --template, "
+        "the latest tag)",
     )
     update.add_argument(
         "--skip-answered", action="store_true", help="interactive: ask only new questions"
@@ -113,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
         "as copier.yml defines them.",
     )
     listing.set_defaults(run=run_list)
+
+    from scaffold.check.command import add_parser as add_check_parser
+
+    add_check_parser(commands)
     return parser
 
 

@@ -9,6 +9,7 @@ from functools import cache
 from typing import Any
 
 import yaml
+from jinja2 import FileSystemLoader
 from jinja2.sandbox import SandboxedEnvironment
 
 from scaffold.template import template_root
@@ -65,16 +66,20 @@ def _choices(raw: Any) -> dict[str, Any]:
 
 
 @cache
-def _env() -> SandboxedEnvironment:
-    # Copier renders copier.yml with jinja2-ansible-filters (regex_search, basename, ...).
-    return SandboxedEnvironment(extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"])
+def jinja_env() -> SandboxedEnvironment:
+    """Jinja as Copier sets it up: the template root as the loader's root (for includes),
+    with jinja2-ansible-filters (regex_search, basename, from_yaml, ...)."""
+    return SandboxedEnvironment(
+        loader=FileSystemLoader(str(template_root())),
+        extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"],
+    )
 
 
 def render(value: Any, answers: dict[str, Any]) -> Any:
     """Render a Jinja string against the answers so far; other values pass through."""
     if not isinstance(value, str) or "{" not in value:
         return value
-    return _env().from_string(value).render(**answers).strip()
+    return jinja_env().from_string(value).render(**answers).strip()
 
 
 def is_asked(q: Question, answers: dict[str, Any]) -> bool:
@@ -93,6 +98,8 @@ def default(q: Question, answers: dict[str, Any]) -> Any:
 def cast(q: Question, value: Any) -> Any:
     if q.type == "int":
         return int(value)
+    if q.type == "yaml":
+        return yaml.safe_load(value) if isinstance(value, str) else value
     return value if q.type != "str" else str(value)
 
 

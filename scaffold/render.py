@@ -1,13 +1,13 @@
 """Render a project from the Copier template, all or nothing."""
 
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import copier
-import yaml
 from copier.errors import CopierWarning
 
 from scaffold.source import template_source
@@ -36,6 +36,8 @@ def render_project(answers: dict[str, Any], target: Path) -> list[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     source = template_source()
+    if source.warning:
+        print(f"scaffold: warning: {source.warning}", file=sys.stderr)
     try:
         with warnings.catch_warnings():
             # Copier warns about untagged or dirty template checkouts; users can't act on it.
@@ -49,9 +51,6 @@ def render_project(answers: dict[str, Any], target: Path) -> list[Path]:
                 unsafe=False,
                 vcs_ref=source.vcs_ref,
             )
-        if source.record is not None:
-            # Still in staging: the project appears with its update source, or not at all.
-            record_source(staging / ANSWERS_FILE, *source.record)
         if target.exists():
             target.rmdir()
         staging.rename(target)
@@ -59,12 +58,3 @@ def render_project(answers: dict[str, Any], target: Path) -> list[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return sorted(p.relative_to(target) for p in target.rglob("*") if p.is_file())
-
-
-def record_source(answers_file: Path, src_path: str, commit: str) -> None:
-    """Point a project's answers file at the template `copier update` should use."""
-    header, _, _ = answers_file.read_text().partition("\n")
-    answers = yaml.safe_load(answers_file.read_text()) or {}
-    answers |= {"_src_path": src_path, "_commit": commit}
-    # Sorted, as Copier writes it, so a later `copier update` rewrites it without noise.
-    answers_file.write_text(f"{header}\n{yaml.safe_dump(answers, sort_keys=True)}")

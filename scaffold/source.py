@@ -1,15 +1,16 @@
-"""Which template a project is rendered from, and what its answers file records for updates.
+"""Which template a project is rendered from, and so what its answers file records.
 
 `copier update` later needs `_src_path` (where the template lives) and `_commit` (the
-version that rendered the project) in `.copier-answers.yml`. What to record depends on
-how scaffold was installed:
+version that rendered the project) in `.copier-answers.yml`, and both must exist
+wherever the project's owner runs the update — offline too. So scaffold renders from
+the template repository in the user's cache (scaffold/template_cache.py) at this
+scaffold's own version tag, and Copier records exactly that:
 
-- a git checkout (editable install, developer): render the working tree (HEAD plus any
-  uncommitted changes) and let Copier record the checkout's absolute path and
-  `git describe` of HEAD;
-- a wheel or sdist install: render the template packaged inside scaffold (offline) and
-  record the canonical git URL with the tag `v<scaffold version>`, which the release
-  process (docs/releasing.md) guarantees holds exactly that template;
+- installed from a wheel: `_commit: v<scaffold version>`, a version the wheel's bundle
+  carries along with every earlier one;
+- run from a git checkout: its release tag when the template on disk is a released
+  version, else a snapshot `v<version>+snapshot.<n>` (with a warning: only this
+  machine has it);
 - `SCAFFOLD_TEMPLATE` (a git URL or local git repository) overrides both: render that
   template at `SCAFFOLD_TEMPLATE_REF` (default: its latest version tag), as Copier would.
 """
@@ -18,37 +19,31 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from scaffold import __version__
-from scaffold.template import template_root
+from scaffold.template_cache import own_template
 
-CANONICAL_URL = "https://github.com/scaffold-ml/scaffold.git"
 ENV_SOURCE = "SCAFFOLD_TEMPLATE"
 ENV_REF = "SCAFFOLD_TEMPLATE_REF"
 
 
 class TemplateSource(NamedTuple):
-    src: str  # what Copier renders from: a directory or a git URL
+    src: str  # what Copier renders from and records as `_src_path`
     vcs_ref: str | None  # git ref to render; None: the latest PEP 440 tag
-    record: tuple[str, str] | None  # (_src_path, _commit) to write instead of Copier's own
-
-
-def release_tag(version: str = __version__) -> str:
-    """The git tag that holds the template shipped with scaffold `version`."""
-    return f"v{version}"
+    warning: str | None  # what the user should know about this source, if anything
 
 
 def template_source() -> TemplateSource:
     override = os.environ.get(ENV_SOURCE, "").strip()
     if override:
         return TemplateSource(_absolute(override), os.environ.get(ENV_REF) or None, None)
-    root = template_root()
-    if (root / ".git").exists():
-        # Without a ref Copier would render the latest *tag*, silently ignoring template
-        # changes made since; a checkout renders what is on disk.
-        return TemplateSource(str(root), "HEAD", None)
-    # A packaged copy is not a git repository: Copier would record a site-packages path
-    # and no version, and `copier update` could never run on the project.
-    return TemplateSource(str(root), None, (CANONICAL_URL, release_tag()))
+    own = own_template()
+    warning = None
+    if own.snapshot:
+        warning = (
+            "the template in this scaffold checkout is not a released version (uncommitted "
+            f"changes or commits since the last tag); it was rendered and recorded as "
+            f"{own.tag} in {own.src}, which only this machine has"
+        )
+    return TemplateSource(own.src, own.tag, warning)
 
 
 def _absolute(src: str) -> str:

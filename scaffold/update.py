@@ -8,18 +8,30 @@ refusals (not a project, not a clean git tree), answer changes validated by copi
 like `scaffold new`'s flags, and a summary of what changed, read back from git.
 """
 
+import contextlib
+import io
 import subprocess
+import sys
 import warnings
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import copier
 import yaml
 from copier.errors import CopierError, CopierWarning
+from copier.subproject import Subproject
 from plumbum import ProcessExecutionError
 
+from scaffold import __version__
 from scaffold.answers import collect
 from scaffold.render import ANSWERS_FILE
+from scaffold.template_cache import (
+    TemplateCacheError,
+    has_version,
+    own_template,
+    repository_path,
+)
 
 Conflict = Literal["inline", "rej"]
 # Copier's inline conflict markers start with git's.
@@ -52,7 +64,10 @@ def update_project(
     skip_answered: bool = False,
     template: str | None = None,
 ) -> UpdateResult:
-    """Update `project` to the template's `vcs_ref` (default: latest version tag).
+    """Update `project` to the template's `vcs_ref`.
+
+    By default, a project rendered from scaffold's own template goes to the version of
+    the running scaffold; one from another `template` (or `_src_path`) to its latest tag.
 
     `given` holds answers to change (from flags; None means keep). Non-interactive runs
     keep every other recorded answer; interactive ones let Copier ask, recorded answers
@@ -61,6 +76,11 @@ def update_project(
     project = project.absolute()
     recorded = read_answers(project)
     check_git_clean(project)
+    relocated = False
+    if template is None:
+        template, default_ref = _own_template_for(recorded)
+        relocated = template is not None
+        vcs_ref = vcs_ref or default_ref
     changes = {name: value for name, value in given.items() if value is not None}
     if interactive:
         data = changes
@@ -69,10 +89,17 @@ def update_project(
         # exactly as `scaffold new` would (e.g. --hardware cpu at medium scale is refused).
         kept = {k: v for k, v in recorded.items() if not k.startswith("_")}
         data = collect({**kept, **changes})
+    worker_class = _RelocatedWorker if relocated else copier.Worker
+    # Copier prints some notes to stderr even when quiet; a failure is reported as one
+    # paragraph instead, so hold them back until the update has succeeded.
+    notes = io.StringIO()
     try:
-        with warnings.catch_warnings():
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stderr(sys.stderr if interactive else notes),
+        ):
             warnings.simplefilter("ignore", CopierWarning)
-            with copier.Worker(
+            with worker_class(
                 src_path=template,
                 dst_path=project,
                 data=data,
@@ -85,8 +112,9 @@ def update_project(
                 unsafe=False,
             ) as worker:
                 worker.run_update()
-    except (CopierError, ProcessExecutionError) as error:
-        raise UpdateError(f"copier update failed: {_first_line(error)}") from error
+    except Exception as error:  # Copier raises many kinds; each becomes one clear paragraph
+        raise UpdateError(f"copier update failed: {cause(error)}") from error
+    sys.stderr.write(notes.getvalue())
     after = read_answers(project)
     found = changed_files(project)
     return UpdateResult(
@@ -95,6 +123,51 @@ def update_project(
         changes=found,
         conflicts=conflicts(project, found),
     )
+
+
+def _own_template_for(recorded: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(template to use instead of the recorded one, version to update to by default).
+
+    A project rendered by scaffold records the template repository in the cache of the
+    machine it was rendered on. If that path does not exist here, this machine's cache
+    is the same repository as long as it has the project's version: every scaffold wheel
+    carries every released version. By default a project updates to the template of the
+    scaffold that runs the update (`pip install -U scaffold-ml` first to get fixes).
+    """
+    src, commit = str(recorded["_src_path"]), str(recorded["_commit"])
+    recorded_path = Path(src).expanduser()
+    if not recorded_path.is_absolute():
+        return None, None  # a URL: someone else's template, updated as Copier would
+    is_own = recorded_path.exists() and recorded_path.resolve() == repository_path().resolve()
+    if recorded_path.exists() and not is_own:
+        return None, None  # a template repository of the owner's choosing
+    try:
+        own = own_template()
+    except TemplateCacheError as error:
+        raise UpdateError(str(error)) from error
+    if not has_version(own.repository, commit):
+        raise UpdateError(
+            f"this project was rendered from scaffold's template {commit}, which this "
+            f"scaffold ({__version__}, template {own.tag}) does not have: upgrade scaffold "
+            "(pip install -U scaffold-ml); a snapshot of another machine's checkout can "
+            "only be updated there"
+        )
+    return (None if is_own else own.src), own.tag
+
+
+class _RelocatedWorker(copier.Worker):
+    """Copier's update, reading the project's recorded version from `src_path`.
+
+    Copier renders the recorded version from the recorded `_src_path`; a project
+    rendered on another machine records that machine's template repository. This
+    machine's has the same versions (same commits), so read it from there, and record it.
+    """
+
+    @cached_property
+    def subproject(self) -> Subproject:
+        result = copier.Worker.subproject.func(self)
+        result.last_answers["_src_path"] = self.src_path
+        return result
 
 
 def read_answers(project: Path) -> dict[str, Any]:
@@ -204,6 +277,17 @@ def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+def cause(error: BaseException) -> str:
+    """The reason a failed Copier run gives, as one line: for a failed git command its
+    `fatal:`/`error:` lines (plumbum's own message is just "Unexpected exit code")."""
+    if isinstance(error, ProcessExecutionError):
+        lines = [line.strip() for line in str(error.stderr or "").splitlines() if line.strip()]
+        reasons = [line for line in lines if line.startswith(("fatal:", "error:"))] or lines
+        command = " ".join([Path(str(error.argv[0])).name, *map(str, error.argv[1:2])])
+        return f"`{command}` failed: " + (" ".join(reasons) or f"exit status {error.retcode}")
+    text = " ".join(str(error).split())
+    if text.startswith("Unknown revision"):  # Copier's words for a missing tag or commit
+        return f"{text}: the template repository has no such version"
+    if isinstance(error, CopierError | ValueError | OSError):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -4,6 +4,7 @@ from typing import Any
 
 import questionary
 
+from scaffold import memory_plan
 from scaffold import questions as qs
 
 
@@ -40,6 +41,14 @@ def confirm(answers: dict[str, Any], target: str) -> bool:
 
 
 def summary(answers: dict[str, Any], target: str) -> str:
-    width = max(map(len, answers))
-    rows = "\n".join(f"  {name:<{width}}  {value}" for name, value in answers.items())
-    return f"\nscaffold will create {target}/ with:\n{rows}\n"
+    shown = {name: value for name, value in answers.items() if name != "model_config"}
+    width = max(map(len, shown))
+    rows = "\n".join(f"  {name:<{width}}  {value}" for name, value in shown.items())
+    text = f"\nscaffold will create {target}/ with:\n{rows}\n"
+    if memory_plan.applies(answers):
+        plan = memory_plan.plan(answers)
+        text += (
+            f"\nMemory plan for {answers['gpu_memory']} GiB GPUs "
+            f"(peak {memory_plan.gib(plan.peak)} GiB per GPU):\n{memory_plan.table(plan)}\n"
+        )
+    return text

@@ -1,5 +1,6 @@
 """Shared fixtures: render each combination once per test session."""
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +10,19 @@ from scaffold.answers import collect
 from scaffold.render import render_project
 
 Render = Callable[..., Path]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def template_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A template repository cache of this test session's own, not the user's.
+
+    Rendering from a checkout adds a snapshot version to the cache whenever the templates
+    changed; tests (and the `scaffold` processes they start) must not pile those up in
+    ~/.cache, nor see versions another session left there.
+    """
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    return cache
 
 
 @pytest.fixture(scope="session")

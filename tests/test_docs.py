@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from scaffold.gallery import diff_steps, fenced, load_samples, pages, sample_page_path
+from scaffold.rules_page import RULE_ID
 from scaffold.samples import SAMPLES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +39,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_site_has_the_hand_written_pages(site):
-    for page in ("index.md", "updating.md", "releasing.md", "gallery/index.md"):
+    for page in ("index.md", "updating.md", "releasing.md", "rules.md", "gallery/index.md"):
         assert html_for(site, page).is_file(), page
     assert "Never move or delete a released tag" in html_for(site, "releasing.md").read_text()
 
@@ -84,3 +85,14 @@ def test_code_with_its_own_fences_is_fenced_longer():
     text = "# README\n\n```bash\npytest -q\n```\n"
     block = fenced(text, "markdown")
     assert block.startswith("````markdown\n") and block.endswith("\n````")
+
+
+def test_the_rules_page_has_a_section_for_every_rule_the_samples_cite(site):
+    html = html_for(site, "rules.md").read_text()
+    cited = set()
+    for sample in SAMPLE_DIRS:
+        for path in sample.rglob("*.py"):
+            cited |= set(RULE_ID.findall(path.read_text()))
+    assert cited
+    for rule_id in cited:
+        assert f'id="{rule_id.lower()}"' in html, rule_id

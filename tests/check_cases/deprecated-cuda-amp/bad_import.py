@@ -1,0 +1,4 @@
+from torch.cuda.amp import GradScaler, autocast  # expect: R-AMP
+
+scaler = GradScaler()
+context = autocast

@@ -1,0 +1,6 @@
+from vllm import LLM, SamplingParams
+
+
+def complete(prompts):
+    llm = LLM(model="org/model")
+    return llm.generate(prompts, SamplingParams(max_tokens=32))

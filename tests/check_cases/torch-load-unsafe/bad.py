@@ -1,0 +1,3 @@
+import torch
+
+state = torch.load("ckpt.pt", map_location="cpu")  # expect: R-SAFE-LOAD
