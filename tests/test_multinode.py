@@ -37,7 +37,7 @@ def test_two_nodes_rendezvous_and_train_as_one_job(render, tmp_path: Path, task:
         assert "rank 0 of 2" in "".join(outputs)
         log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         assert [r["step"] for r in log if "lr" in r] == list(range(1, 9))
-        assert (out / "ckpt_000008.pt").is_file()
+        assert (out / "ckpt_000008" / "manifest.json").is_file()
     else:
         assert "2 processes" in "".join(outputs)
         state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())

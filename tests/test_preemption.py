@@ -72,7 +72,8 @@ def test_sigterm_to_the_launcher_saves_on_every_rank_and_exits_0_after_a_slow_st
     assert "Traceback" not in output and "SignalException" not in output, output[-6000:]
     assert "continue with --resume" in output
     if task == "pretraining":
-        (saved,) = out.glob("ckpt_*.pt")
+        (saved,) = out.glob("ckpt_*")
+        assert (saved / "manifest.json").is_file()
         assert f"saved {saved}" in output
     else:
         (saved,) = out.glob("checkpoint-*")

@@ -334,7 +334,7 @@ def test_pretraining_checkpoints_hold_full_training_state(project):
     rng = ast.unparse(function(module, "rng_state"))
     assert all(k in rng for k in ("'python'", "'numpy'", "'torch'"))
     loop = ast.unparse(training_loop(module))
-    assert "ckpt_{step:06d}.pt" in loop and "'best.pt'" in loop and "keep_last" in loop
+    assert "ckpt_{step:06d}" in loop and "mark_best" in loop and "keep_last" in loop
     assert config(project)["checkpoint"]["keep_last"] >= 1
 
 
@@ -344,8 +344,10 @@ def test_pretraining_resume_restores_everything(project):
     module = tree(project)
     load = function(module, "load_checkpoint")
     restored = {callee(c) for c in ast.walk(load) if isinstance(c, ast.Call)}
-    assert restored & {"load_state_dict", "set_model_state_dict"}
-    assert restored & {"set_optimizer_state_dict"} or len(calls(load, "load_state_dict")) == 2
+    assert restored & {"load_state_dict", "set_model_state_dict", "set_state_dict"}
+    assert restored & {"set_optimizer_state_dict", "set_state_dict"} or (
+        len(calls(load, "load_state_dict")) == 2
+    )
     assert "set_rng_state" in restored
     train = ast.unparse(function(module, "train"))
     assert "step = progress['step']" in train
@@ -433,7 +435,6 @@ def test_multi_gpu_pretraining_initialises_the_process_group(project, scale):
     assert first_line(train, "set_device") < first_line(train, "GPT")
     if scale == "large":
         assert calls(train, "fully_shard") and not calls(train, "DDP")
-        assert "full_state_dict=True" in ast.unparse(function(module, "make_checkpoint"))
     else:
         (ddp,) = calls(train, "DDP")
         assert "[local_rank]" in ast.unparse(keywords(ddp)["device_ids"])

@@ -155,7 +155,8 @@ def assert_trained(project: Path) -> None:
     if (project / "prepare_data.py").is_file():
         log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         assert [r["step"] for r in log if "lr" in r] == list(range(1, 9))
-        assert (out / "ckpt_000008.pt").is_file() and (out / "model.safetensors").is_file()
+        assert (out / "ckpt_000008" / "manifest.json").is_file()
+        assert (out / "model.safetensors").is_file()
     else:
         state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
         assert len([e for e in state["log_history"] if "loss" in e]) == 6

@@ -13,8 +13,10 @@ import sys
 import pytest
 from combinations import valid_combinations
 
-# Every task x hardware at small scale, and every task at medium scale (its cuda render).
+# Every task x hardware at small scale, and every task at medium scale (its cuda render);
+# and pretraining with FSDP2 (multi-gpu, large), whose checkpoints are sharded (DCP).
 SMOKE = [c for c in valid_combinations() if c[2] == "small" or c[1:] == ("cuda", "medium")]
+SMOKE.append(("pretraining", "multi-gpu", "large"))
 
 # Offline, one thread per process: 2 cores are shared by xdist workers and DDP ranks.
 SMOKE_ENV = {
