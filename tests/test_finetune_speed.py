@@ -146,11 +146,15 @@ def test_padding_free_batch_keeps_every_example_to_itself():
     assert batch["input_ids"].shape == (1, sum(map(len, examples)))  # one row, no padding
     assert "attention_mask" not in batch
 
+    # use_cache=False as SFTTrainer.compute_loss passes it: with a KV cache transformers reads the
+    # row as one sequence being generated and builds no per-example mask.
     with torch.no_grad():
-        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits[0]
+        packed = model(
+            input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
+        ).logits[0]
         alone = [model(input_ids=torch.tensor([ids])).logits[0] for ids in examples]
         # Without the per-example position_ids the row is one long sequence: logits change.
-        unmasked = model(input_ids=batch["input_ids"]).logits[0]
+        unmasked = model(input_ids=batch["input_ids"], use_cache=False).logits[0]
     torch.testing.assert_close(packed, torch.cat(alone), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(unmasked, torch.cat(alone), atol=1e-3)
 
@@ -164,7 +168,8 @@ def test_padding_free_loss_equals_the_loss_over_the_examples_one_by_one():
         [{"input_ids": i, "labels": lab} for i, lab in zip(examples, labels, strict=True)]
     )
     with torch.no_grad():
-        packed = model(**{k: batch[k] for k in ("input_ids", "position_ids", "labels")}).loss
+        inputs = {k: batch[k] for k in ("input_ids", "position_ids", "labels")}
+        packed = model(**inputs, use_cache=False).loss
         # The per-token mean over the same completion tokens, each example run alone.
         losses, counts = [], []
         for ids, lab in zip(examples, labels, strict=True):
