@@ -11,10 +11,19 @@ from scaffold.template import template_root
 REPO = Path(__file__).resolve().parent.parent
 
 
-def template_pins() -> dict[str, str]:
+def _pin_block(name: str) -> dict[str, str]:
     source = (template_root() / "templates" / "requirements.txt.jinja").read_text()
-    block = source.split("{%- set pins = {", 1)[1].split("}", 1)[0]
+    block = source.split(f"{{%- set {name} = {{", 1)[1].split("}", 1)[0]
     return dict(re.findall(r"'([\w-]+)': '([^']+)'", block))
+
+
+def template_pins() -> dict[str, str]:
+    return _pin_block("pins")
+
+
+def template_gpu_pins() -> dict[str, str]:
+    """Triton kernels that only CUDA projects carry; they need a GPU, so this suite lacks them."""
+    return _pin_block("gpu_pins")
 
 
 def test_every_generated_pin_is_the_version_installed_for_this_test_suite():
@@ -32,3 +41,10 @@ def test_the_test_extra_installs_exactly_the_generated_pins():
     for tool in ("pytest-xdist", "mkdocs", "mkdocs-material"):  # this repo's tools only
         extra.pop(tool)
     assert extra == template_pins()
+
+
+def test_gpu_only_pins_stay_out_of_the_cpu_test_extra():
+    gpu_pins = template_gpu_pins()
+    assert gpu_pins == {"liger-kernel": gpu_pins["liger-kernel"]}
+    assert not set(gpu_pins) & set(template_pins())
+    assert "liger" not in (REPO / "pyproject.toml").read_text()

@@ -1,0 +1,180 @@
+"""Fine-tuning speed: CUDA projects carry the fast settings, CPU and MPS keep what works there.
+
+Padding-free batches put a batch's examples end to end in one row; a real forward pass with
+a tiny model checks that no example attends to another (the correctness claim of padding-free).
+"""
+
+import ast
+import dataclasses
+
+import pytest
+import torch
+from rendered import calls, config, function, keywords, tree
+from test_pins import template_gpu_pins
+from transformers import AutoModelForCausalLM, Qwen2Config, TrainingArguments
+from trl import DPOConfig, SFTConfig
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+GPU = ["cuda", "multi-gpu"]
+NO_GPU = ["cpu", "mps"]
+CONFIG_CLASS = {"sft": SFTConfig, "dpo": DPOConfig, "classification": TrainingArguments}
+
+
+@pytest.mark.parametrize("task", ["sft", "dpo", "classification"])
+@pytest.mark.parametrize("hardware", GPU + NO_GPU)
+def test_attention_kernel_is_a_config_value_passed_to_from_pretrained(render, task, hardware):
+    project = render(task=task, hardware=hardware)
+    for name in ("train", "smoke"):
+        assert config(project, name)["model"]["attn_implementation"] == "sdpa"
+    (load,) = calls(tree(project), "from_pretrained")[1:]  # after the tokenizer's
+    assert ast.unparse(keywords(load)["attn_implementation"]) == "model_cfg['attn_implementation']"
+
+
+@pytest.mark.parametrize("task", ["sft", "dpo", "classification"])
+@pytest.mark.parametrize("hardware", GPU + NO_GPU)
+def test_every_training_key_is_an_option_of_the_pinned_config_class(render, task, hardware):
+    # Names changed in transformers 5 / TRL 1.x; `training` is passed to the config as-is.
+    options = {field.name for field in dataclasses.fields(CONFIG_CLASS[task])}
+    project = render(task=task, hardware=hardware)
+    for name in ("train", "smoke"):
+        assert set(config(project, name)["training"]) <= options
+
+
+@pytest.mark.parametrize("hardware", GPU)
+def test_gpu_sft_project_batches_padding_free(render, hardware):
+    project = render(task="sft", hardware=hardware)
+    for name in ("train", "smoke"):  # smoke too: the project's smoke test runs R-LOSS-MASK on it
+        cfg = config(project, name)
+        assert cfg["data"]["padding_free"] is True and cfg["training"]["packing"] is False
+    build = function(tree(project), "build_trainer")
+    (collator,) = calls(build, "DataCollatorForLanguageModeling")
+    assert ast.unparse(keywords(collator)["padding_free"]) == "True"
+    (trainer,) = calls(build, "SFTTrainer")
+    assert ast.unparse(keywords(trainer)["data_collator"]) == "collator"
+    # R-LOSS-MASK: the per-example check still runs on the trainer's tokenized data.
+    assert calls(build, "check_loss_mask")
+
+
+@pytest.mark.parametrize("hardware", NO_GPU)
+def test_cpu_and_mps_sft_projects_pad_each_batch(render, hardware):
+    project = render(task="sft", hardware=hardware)
+    for name in ("train", "smoke"):
+        assert config(project, name)["data"]["padding_free"] is False
+
+
+@pytest.mark.parametrize("task", ["sft", "dpo"])
+@pytest.mark.parametrize("hardware", GPU)
+def test_gpu_trl_projects_use_liger_kernels_and_pin_them(render, task, hardware):
+    project = render(task=task, hardware=hardware)
+    for name in ("train", "smoke"):
+        assert config(project, name)["training"]["use_liger_kernel"] is True
+    requirements = (project / "requirements.txt").read_text()
+    assert f"liger-kernel=={template_gpu_pins()['liger-kernel']}\n" in requirements  # R-PINNED
+    # R-DEVICE: the CPU fallback (the smoke tests run it) turns the Triton kernels off.
+    build = function(tree(project), "build_trainer")
+    fallback = next(
+        n for n in ast.walk(build) if isinstance(n, ast.If) and "cuda" in ast.unparse(n.test)
+    )
+    assert "training['use_liger_kernel'] = False" in ast.unparse(fallback)
+
+
+@pytest.mark.parametrize("task", ["sft", "dpo", "classification"])
+@pytest.mark.parametrize("hardware", NO_GPU)
+def test_cpu_and_mps_projects_carry_no_gpu_kernels(render, task, hardware):
+    project = render(task=task, hardware=hardware)
+    assert "liger" not in (project / "requirements.txt").read_text()
+    for name in ("train", "smoke"):
+        training = config(project, name)["training"]
+        assert "use_liger_kernel" not in training
+        # R-PIN-MEMORY: no pinned memory and no worker processes off CUDA.
+        assert training["dataloader_pin_memory"] is False
+        assert "dataloader_persistent_workers" not in training
+
+
+def test_classification_projects_use_liger_only_where_it_applies(render):
+    # Liger's instance patch swaps in a causal-LM forward: wrong for a sequence classifier.
+    project = render(task="classification", hardware="cuda")
+    assert "use_liger_kernel" not in config(project)["training"]
+    assert "liger" not in (project / "requirements.txt").read_text()
+
+
+@pytest.mark.parametrize("task", ["sft", "dpo", "classification"])
+@pytest.mark.parametrize("hardware", GPU)
+def test_gpu_projects_keep_pinned_persistent_dataloader_workers(render, task, hardware):
+    # R-PIN-MEMORY: pinned memory and worker processes on CUDA, kept across epochs and evals.
+    training = config(render(task=task, hardware=hardware))["training"]
+    assert training["dataloader_pin_memory"] is True
+    assert training["dataloader_num_workers"] > 0
+    assert training["dataloader_persistent_workers"] is True
+
+
+@pytest.mark.parametrize("hardware", GPU)
+def test_gpu_classification_batches_texts_of_similar_length(render, hardware):
+    project = render(task="classification", hardware=hardware)
+    for name in ("train", "smoke"):
+        assert config(project, name)["training"]["train_sampling_strategy"] == "group_by_length"
+    choices = TrainingArguments.__dataclass_fields__["train_sampling_strategy"].metadata["choices"]
+    assert "group_by_length" in choices
+
+
+@pytest.mark.parametrize("hardware", NO_GPU)
+def test_cpu_and_mps_classification_keep_random_batches(render, hardware):
+    training = config(render(task="classification", hardware=hardware))["training"]
+    assert "train_sampling_strategy" not in training  # the default: random
+
+
+def tiny_causal_lm() -> torch.nn.Module:
+    torch.manual_seed(0)
+    shape = Qwen2Config(
+        vocab_size=97,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    return AutoModelForCausalLM.from_config(shape, attn_implementation="sdpa").eval()
+
+
+def test_padding_free_batch_keeps_every_example_to_itself():
+    # A padding-free batch (as train.py builds it) gives every token the logits it gets when its
+    # example runs alone: attention never crosses from one example into another.
+    model = tiny_causal_lm()
+    examples = [list(range(3, 3 + n)) for n in (7, 12, 5)]
+    collator = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)
+    batch = collator([{"input_ids": ids} for ids in examples])
+    assert batch["input_ids"].shape == (1, sum(map(len, examples)))  # one row, no padding
+    assert "attention_mask" not in batch
+
+    # use_cache=False as SFTTrainer.compute_loss passes it: with a KV cache transformers reads the
+    # row as one sequence being generated and builds no per-example mask.
+    with torch.no_grad():
+        packed = model(
+            input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
+        ).logits[0]
+        alone = [model(input_ids=torch.tensor([ids])).logits[0] for ids in examples]
+        # Without the per-example position_ids the row is one long sequence: logits change.
+        unmasked = model(input_ids=batch["input_ids"], use_cache=False).logits[0]
+    torch.testing.assert_close(packed, torch.cat(alone), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(unmasked, torch.cat(alone), atol=1e-3)
+
+
+def test_padding_free_loss_equals_the_loss_over_the_examples_one_by_one():
+    model = tiny_causal_lm()
+    examples = [[5, 9, 11, 13, 17, 19], [23, 29, 31], [37, 41, 43, 47, 53]]
+    labels = [[-100, -100, 11, 13, 17, 19], [-100, 29, 31], [-100, -100, -100, 47, 53]]
+    collator = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)
+    batch = collator(
+        [{"input_ids": i, "labels": lab} for i, lab in zip(examples, labels, strict=True)]
+    )
+    with torch.no_grad():
+        inputs = {k: batch[k] for k in ("input_ids", "position_ids", "labels")}
+        packed = model(**inputs, use_cache=False).loss
+        # The per-token mean over the same completion tokens, each example run alone.
+        losses, counts = [], []
+        for ids, lab in zip(examples, labels, strict=True):
+            out = model(input_ids=torch.tensor([ids]), labels=torch.tensor([lab]))
+            count = sum(label != -100 for label in lab[1:])
+            losses.append(out.loss * count)
+            counts.append(count)
+    torch.testing.assert_close(packed, sum(losses) / sum(counts), rtol=1e-5, atol=1e-6)
