@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -230,7 +231,11 @@ def contenders(task: str, variants: list[str]) -> list[tuple[str, str, dict]]:
 
 
 def compare(task: str, opts: argparse.Namespace, work: Path) -> None:
-    project = render(task, work / f"project-{task}")
+    project = work / f"project-{task}"
+    if opts.rendered:  # rendered beforehand, on a machine with scaffold and copier
+        shutil.copytree(opts.rendered / task, project)
+    else:
+        render(task, project)
     train_cfg = yaml.safe_load((project / "configs" / "train.yaml").read_text())["training"]
     batch = {
         "per_device_train_batch_size": 2 if opts.tiny else train_cfg["per_device_train_batch_size"],
@@ -283,6 +288,12 @@ def main() -> None:
         default=[],
         metavar="NAME:section.key=value,...",
         help="also run the generated project with these train.yaml changes",
+    )
+    parser.add_argument(
+        "--rendered",
+        type=Path,
+        help="use the projects in DIR/sft and DIR/dpo instead of rendering them (a GPU "
+        "machine without scaffold: render them with `scaffold new NAME --hardware cuda`)",
     )
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # one contender, internal
     opts = parser.parse_args()
