@@ -143,9 +143,12 @@ def single_gpu(project: Path, args: argparse.Namespace, tmp: Path) -> None:
     if args.baseline:
         overrides = overrides_for(args.baseline, {}, args, tmp / "run-baseline")
         rows.append((f"baseline: {args.baseline.name}", train(args.baseline, overrides, None)))
-    cfg = project_config(project)
+    cfg = {
+        **project_config(project)["model"],
+        **({"preset": "tiny", "block_size": 64} if args.tiny else {}),
+    }
     default = dict(rows).get("compiled, chunked cross-entropy (default)", rows[0][1])
-    print(f"\n{cfg['model']['preset']}, block {cfg['model']['block_size']}, {args.steps} steps:")
+    print(f"\n{cfg['preset']}, block {cfg['block_size']}, {args.steps} steps:")
     print("| variant | tokens/s | TFLOP/s | MFU | peak GiB | vs default |")
     print("|---|---|---|---|---|---|")
     for name, r in rows:
