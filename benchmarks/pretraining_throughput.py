@@ -1,16 +1,25 @@
-"""Throughput of a generated pretraining project on a GPU: torch.compile off vs on.
+"""Throughput of a generated pretraining project: its training-loop variants side by side.
 
-    python benchmarks/pretraining_throughput.py PROJECT_DIR [--steps 30] [--nproc 1]
+    python benchmarks/pretraining_throughput.py CUDA_PROJECT [--ddp MULTI_GPU_PROJECT --gpus 1 2 4]
+    python benchmarks/pretraining_throughput.py --tiny      # CPU: checks the plumbing only
 
-PROJECT_DIR is a rendered cuda (or multi-gpu, with --nproc N) pretraining project. The
-script writes random GPT-2-vocabulary tokens as the project's token files, then trains
-the real `configs/train.yaml` model (gpt2-124m at small scale) for a few steps with each
-setting, side by side in one run, and prints tokens/s, TFLOP/s and MFU from the
-project's own log.jsonl (the first steps, which include compilation, are left out).
+CUDA_PROJECT is a rendered cuda pretraining project (any scale: its configs/train.yaml sets
+the model, micro-batch and accumulation). The script writes random GPT-2-vocabulary tokens as
+the project's token files and trains the project itself (its train.py, its config, a few
+overrides) once per variant, in one run on one GPU, then prints one table: tokens/s, TFLOP/s
+and MFU (from the project's own log.jsonl, timed between its sync points, the first windows
+with compilation left out) and peak GPU memory.
+
+--ddp also runs a rendered multi-gpu project through torchrun on 1, 2, 4 ... GPUs at the same
+per-GPU batch and prints the scaling. --baseline adds another project (e.g. one rendered by an
+older scaffold) as a row, trained with the same overrides. --tiny renders the projects itself
+and runs a 2-layer model on the CPU (the multi-gpu one on 2 gloo processes): figures from it
+mean nothing; it proves the script and the projects work together.
 """
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -18,8 +27,30 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 VOCAB = 50257  # GPT-2's tokenizer
+REPO = Path(__file__).resolve().parents[1]
+
+# name -> config overrides; each row is the project's default config plus these.
+VARIANTS = {
+    "eager (compile off)": {"training.compile": "false"},
+    "compiled, unchunked cross-entropy": {"model.loss_chunk_size": 0},
+    "compiled, chunked cross-entropy (default)": {},
+    "default, half the micro-batch": {"half_batch": True},
+    "default, compile max-autotune-no-cudagraphs": {
+        "training.compile_mode": "max-autotune-no-cudagraphs"
+    },
+    "default, compile max-autotune (CUDA graphs)": {"training.compile_mode": "max-autotune"},
+}
+DEFAULT_VARIANTS = list(VARIANTS)[:4]
+# --tiny: a 2-layer model, uncompiled (compiling on a CPU takes minutes and proves little here).
+TINY = {
+    "model.preset": "tiny",
+    "model.block_size": 64,
+    "training.batch_size": 4,
+    "training.compile": "false",
+}
 
 
 def write_tokens(data_dir: Path, n_tokens: int) -> None:
@@ -29,56 +60,140 @@ def write_tokens(data_dir: Path, n_tokens: int) -> None:
     (data_dir / "meta.json").write_text(json.dumps({"dtype": "uint16", "vocab_size": VOCAB}))
 
 
-def run(project: Path, data_dir: Path, out_dir: Path, steps: int, nproc: int, compile_: bool):
-    launch = [sys.executable]
-    if nproc > 1:
-        launch += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+def render(target: Path, hardware: str) -> Path:
+    """A fresh pretraining project from this checkout of scaffold."""
+    cmd = [sys.executable, "-m", "scaffold", "new", str(target), "--task", "pretraining"]
+    cmd += ["--hardware", hardware, "--yes"]
+    if hardware == "multi-gpu":
+        cmd += ["--gpus", "2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    return target
+
+
+def project_config(project: Path) -> dict:
+    return yaml.safe_load((project / "configs" / "train.yaml").read_text())
+
+
+def overrides_for(project: Path, variant: dict, args: argparse.Namespace, out: Path) -> dict:
+    cfg = project_config(project)["training"]
+    batch, accum = cfg["batch_size"], args.accum or cfg["grad_accum_steps"]
+    if args.tiny:
+        batch = TINY["training.batch_size"]
+    if variant.get("half_batch"):
+        batch, accum = max(1, batch // 2), accum * 2  # the same tokens per optimizer step
     overrides = {
-        "data.out_dir": data_dir,
-        "training.out_dir": out_dir,
-        "training.max_steps": steps,
-        "training.lr_decay_steps": steps,
+        **(TINY if args.tiny else {}),
+        "data.out_dir": args.data_dir,
+        "data.num_workers": 0 if args.tiny else 4,
+        "training.out_dir": out,
+        "training.batch_size": batch,
+        "training.grad_accum_steps": accum,
+        "training.max_steps": args.steps,
+        "training.lr_decay_steps": args.steps,
         "training.warmup_steps": 2,
-        "training.grad_accum_steps": 4,
-        "training.compile": str(compile_).lower(),
-        "logging.interval": 1,
-        "eval.interval": 10_000,
-        "eval.batches": 2,
-        "checkpoint.interval": 10_000,
+        "logging.interval": args.log_every,
+        "eval.interval": 10**6,  # no evaluation or checkpoint inside the timed steps
+        "eval.batches": 1,
+        "checkpoint.interval": 10**6,
     }
+    if args.tiny:
+        overrides["training.peak_tflops"] = "null"
+    overrides.update({k: v for k, v in variant.items() if k != "half_batch"})
+    if args.tiny:
+        overrides["training.compile"] = "false"
+    return overrides
+
+
+def train(project: Path, overrides: dict, nproc: int | None) -> dict:
+    """Train once; the medians of the project's log windows after the first two."""
+    launch = [sys.executable]
+    if nproc:
+        launch += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     args = [f"--{k}={v}" for k, v in overrides.items()]
-    subprocess.run(
-        [*launch, "train.py", "--config", "configs/train.yaml", *args], cwd=project, check=True
+    cmd = [*launch, "train.py", "--config", "configs/train.yaml", *args]
+    subprocess.run(cmd, cwd=project, check=True, stdout=subprocess.DEVNULL)
+    lines = (Path(overrides["training.out_dir"]) / "log.jsonl").read_text().splitlines()
+    timed = [r for r in map(json.loads, lines) if "tokens_per_s" in r][2:]
+    if not timed:
+        raise SystemExit("too few log windows: raise --steps or lower --log-every")
+    keys = ("tokens_per_s", "tflops", "mfu", "memory_gb")
+    result = {k: statistics.median(r[k] for r in timed) for k in keys if k in timed[0]}
+    if "memory_gb" in result:
+        result["memory_gb"] = max(r["memory_gb"] for r in timed)
+    return result
+
+
+def row(name: str, r: dict, reference: float) -> str:
+    mfu = f"{r['mfu']:.1%}" if "mfu" in r else "-"
+    memory = f"{r['memory_gb']:.1f}" if "memory_gb" in r else "-"
+    ratio = r["tokens_per_s"] / reference
+    return (
+        f"| {name} | {r['tokens_per_s']:,.0f} | {r['tflops']:.1f} | {mfu} | {memory} |"
+        f" {ratio:.2f}x |"
     )
-    rows = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
-    timed = [r for r in rows if "tokens_per_s" in r][5:]  # skip warm-up and compilation
-    return {k: statistics.median(r[k] for r in timed) for k in ("tokens_per_s", "tflops", "mfu")}
+
+
+def single_gpu(project: Path, args: argparse.Namespace, tmp: Path) -> None:
+    rows = []
+    for name in args.variants:
+        overrides = overrides_for(project, VARIANTS[name], args, tmp / f"run-{len(rows)}")
+        rows.append((name, train(project, overrides, None)))
+        print(f"measured: {name}", file=sys.stderr, flush=True)
+    if args.baseline:
+        overrides = overrides_for(args.baseline, {}, args, tmp / "run-baseline")
+        rows.append((f"baseline: {args.baseline.name}", train(args.baseline, overrides, None)))
+    cfg = {
+        **project_config(project)["model"],
+        **({"preset": "tiny", "block_size": 64} if args.tiny else {}),
+    }
+    default = dict(rows).get("compiled, chunked cross-entropy (default)", rows[0][1])
+    print(f"\n{cfg['preset']}, block {cfg['block_size']}, {args.steps} steps:")
+    print("| variant | tokens/s | TFLOP/s | MFU | peak GiB | vs default |")
+    print("|---|---|---|---|---|---|")
+    for name, r in rows:
+        print(row(name, r, default["tokens_per_s"]))
+
+
+def scaling(project: Path, args: argparse.Namespace, tmp: Path) -> None:
+    rows = []
+    for n in args.gpus:
+        overrides = overrides_for(project, {}, args, tmp / f"ddp-{n}")
+        rows.append((f"{n} GPU{'s' if n > 1 else ''}", train(project, overrides, n)))
+        print(f"measured: DDP on {n}", file=sys.stderr, flush=True)
+    print("\nDDP scaling (tokens/s of all GPUs; MFU per GPU):")
+    print("| GPUs | tokens/s | TFLOP/s per GPU | MFU | peak GiB | scaling |")
+    print("|---|---|---|---|---|---|")
+    for name, r in rows:
+        print(row(name, r, rows[0][1]["tokens_per_s"]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("project", type=Path)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--nproc", type=int, default=1)
+    parser.add_argument("project", type=Path, nargs="?", help="a rendered cuda project")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=DEFAULT_VARIANTS)
+    parser.add_argument("--baseline", type=Path, help="another cuda project, as one more row")
+    parser.add_argument("--ddp", type=Path, help="a rendered multi-gpu project: DDP scaling")
+    parser.add_argument("--gpus", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--log-every", type=int, default=5, help="steps per timed window")
+    parser.add_argument("--accum", type=int, help="micro-batches per step (default: config's)")
+    parser.add_argument("--tiny", action="store_true", help="CPU plumbing check")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "data"
-        data_dir.mkdir()
-        write_tokens(data_dir, 20_000_000)
-        results = {
-            compile_: run(
-                args.project.resolve(), data_dir, Path(tmp) / f"run-{compile_}", args.steps,
-                args.nproc, compile_,
-            )  # fmt: skip
-            for compile_ in (False, True)
-        }
-    for compile_, r in results.items():
-        print(
-            f"compile={compile_!s:5}  {r['tokens_per_s']:>12,.0f} tokens/s  "
-            f"{r['tflops']:6.1f} TFLOP/s per GPU  MFU {r['mfu']:.1%}"
-        )
-    ratio = results[True]["tokens_per_s"] / results[False]["tokens_per_s"]
-    print(f"torch.compile speed-up: {ratio:.2f}x")
+    if not args.project and not args.tiny:
+        parser.error("give a rendered cuda pretraining project, or --tiny")
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        if args.tiny:
+            args.project = render(tmp / "cuda", "cuda")
+            args.ddp, args.gpus = render(tmp / "multi", "multi-gpu"), [1, 2]
+            args.steps, args.log_every, args.variants = 8, 2, DEFAULT_VARIANTS[1:]
+        args.data_dir = tmp / "data"
+        args.data_dir.mkdir()
+        write_tokens(args.data_dir, 2_000_000 if args.tiny else 50_000_000)
+        single_gpu(args.project.resolve(), args, tmp)
+        if args.ddp:
+            scaling(args.ddp.resolve(), args, tmp)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,16 @@ def first_line(node: ast.AST, name: str) -> int:
     return found[0].lineno
 
 
+def forward_calls(node: ast.AST) -> list[ast.Call]:
+    """`model(x, y)`: the model returns the loss (forward and loss in one compiled graph)."""
+    return [c for c in calls(node, "model") if [ast.unparse(a) for a in c.args] == ["x", "y"]]
+
+
+def optimizer_steps(node: ast.AST) -> list[ast.Call]:
+    """`optimizer.step()`, or `scaler.step(optimizer)` where fp16 needs a loss scaler."""
+    return [c for c in calls(node, "step") if "optimizer" in names(c.func) | names(c)]
+
+
 def training_loop(module: ast.Module) -> ast.While:
     """The `while step < max_steps` loop of train()."""
     return next(n for n in ast.walk(function(module, "train")) if isinstance(n, ast.While))
@@ -71,9 +81,9 @@ def imported(module: ast.Module) -> set[str]:
 def test_pretraining_steps_in_order_zero_grad_forward_backward_clip_step(project):
     """R-STEP-ORDER."""
     loop = training_loop(tree(project))
-    order = [first_line(loop, n) for n in ("zero_grad", "lm_loss", "backward")]
-    order += [first_line(loop, "clip_grad_norm_")]
-    steps = [c for c in calls(loop, "step") if "optimizer" in names(c.func)]
+    order = [first_line(loop, "zero_grad"), forward_calls(loop)[0].lineno]
+    order += [first_line(loop, n) for n in ("backward", "clip_grad_norm_")]
+    steps = optimizer_steps(loop)
     assert steps, "optimizer.step() is not called in the training loop"
     assert order == sorted(order) and order[-1] < steps[0].lineno
 
@@ -101,7 +111,7 @@ def test_pretraining_divides_loss_by_accumulation_steps(project, hardware, scale
         if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div) and "accum" in names(n.right)
     ]
     assert divisions, "the micro-batch loss is not divided by the accumulation steps"
-    assert not [c for c in calls(inner, "step") if "optimizer" in names(c.func)]
+    assert not optimizer_steps(inner)
     assert not calls(inner, "zero_grad")
     if hardware == "multi-gpu":
         sync = "set_requires_gradient_sync" if scale == "large" else "no_sync"
@@ -110,12 +120,14 @@ def test_pretraining_divides_loss_by_accumulation_steps(project, hardware, scale
 
 @ALL
 def test_pretraining_flattens_logits_and_shifts_targets_once(project):
-    """R-LOSS-SHAPE: (B*T, V) logits against (B*T,) targets shifted in the dataset."""
-    module = tree(project)
-    loss = ast.unparse(function(module, "lm_loss"))
-    assert "logits.view(-1, logits.size(-1))" in loss and "targets.view(-1)" in loss
-    assert "[:, 1:]" not in loss and "[..., 1:]" not in loss  # no second shift
-    item = ast.unparse(function(module, "__getitem__"))
+    """R-LOSS-SHAPE: (B*T, C) hidden states against (B*T,) targets shifted in the dataset;
+    tests/test_pretraining_speed.py checks the chunked loss against the flattened logits."""
+    model_py = tree(project, "model.py")
+    gpt = next(n for n in model_py.body if isinstance(n, ast.ClassDef) and n.name == "GPT")
+    forward = ast.unparse(function(gpt, "forward"))
+    assert "x.view(-1, x.size(-1))" in forward and "targets.view(-1)" in forward
+    assert "[:, 1:]" not in forward and "[..., 1:]" not in forward  # no second shift
+    item = ast.unparse(function(tree(project), "__getitem__"))
     assert "return (window[:-1], window[1:])" in item
 
 
@@ -171,16 +183,25 @@ def test_pretraining_clips_gradients_at_one_and_logs_the_norm(project):
 
 
 @ALL
-def test_pretraining_stops_on_non_finite_loss_naming_step_and_checkpoint(project):
-    """R-NAN-GUARD: checked before the optimizer step; the message names both."""
-    loop = training_loop(tree(project))
-    guard = next(
-        n for n in ast.walk(loop) if isinstance(n, ast.If) and "isfinite" in ast.unparse(n.test)
-    )
-    message = ast.unparse(guard.body)
-    assert "SystemExit" in message and "step" in message and "last_checkpoint" in message
-    steps = [c for c in calls(loop, "step") if "optimizer" in names(c.func)]
-    assert guard.lineno < steps[0].lineno
+def test_pretraining_stops_on_non_finite_loss_naming_step_and_checkpoint(project, hardware):
+    """R-NAN-GUARD: a non-finite step is skipped before the optimizer applies it (on the
+    device, through fused AdamW's found_inf; MPS checks on the host), and the run stops at
+    the next sync point, before anything is saved, with a message naming step and checkpoint."""
+    module = tree(project)
+    loop = training_loop(module)
+    step = optimizer_steps(loop)[0]
+    if hardware == "mps":
+        skip = next(n for n in ast.walk(loop) if isinstance(n, ast.If) and step in ast.walk(n))
+        assert "isfinite(grad_norm)" in ast.unparse(skip.test)
+    else:
+        (skip,) = [n for n in ast.walk(loop) if "optimizer.found_inf" in ast.unparse(n)][:1]
+        assert skip.lineno < step.lineno and "isfinite(grad_norm)" in ast.unparse(skip)
+    (stop,) = [n for n in loop.body if isinstance(n, ast.If) and ast.unparse(n.test) == "problem"]
+    assert ast.unparse(stop.body) == "raise SystemExit(problem)"
+    assert stop.lineno < min(c.lineno for c in calls(loop, "save") + calls(loop, "metrics"))
+    verdict = ast.unparse(function(module, "verdict"))
+    assert "at step" in verdict and "Last good checkpoint" in verdict
+    assert "watchdog.verdict(nonfinite_at, spike_at, last_checkpoint)" in ast.unparse(loop)
 
 
 @ALL
@@ -221,7 +242,8 @@ def test_pretraining_default_model_is_a_from_scratch_preset(project, scale):
     assert "from_pretrained" not in (project / "train.py").read_text()
     assert calls(model_py, "scaled_dot_product_attention")  # fused attention kernels
     gpt = next(n for n in model_py.body if isinstance(n, ast.ClassDef) and n.name == "GPT")
-    assert "F.linear(self.ln_f(x), self.wte.weight)" in ast.unparse(gpt)  # weight tying
+    assert "F.linear(x, self.wte.weight)" in ast.unparse(gpt)  # weight tying
+    assert "LinearCrossEntropy.apply(hidden, self.wte.weight" in ast.unparse(gpt)
 
 
 # Data -----------------------------------------------------------------------------------
@@ -289,8 +311,9 @@ def test_pretraining_logs_python_floats_only(project):
     module = tree(project)
     loop = ast.unparse(training_loop(module))
     assert "loss_sum += loss.detach()" in loop
-    assert "loss_sum.item()" in loop or "stats[0].item()" in loop
-    assert "grad_norm.item()" in loop
+    # Read at sync points only, all at once, as Python floats (tests/test_pretraining_speed.py).
+    assert ".tolist()" in loop and "'grad_norm': norm" in loop
+    assert "'train_loss': train_loss" in loop
     assert ".item()" in ast.unparse(function(module, "evaluate").body[-1])
 
 
@@ -299,7 +322,7 @@ def test_pretraining_logs_after_the_optimizer_step_with_global_step(project):
     """R-LOG-AFTER-STEP: metrics after optimizer.step(); W&B optional, lazy, initialised once."""
     module = tree(project)
     loop = training_loop(module)
-    step = next(c for c in calls(loop, "step") if "optimizer" in names(c.func))
+    step = optimizer_steps(loop)[0]
     assert all(c.lineno > step.lineno for c in calls(loop, "metrics"))
     assert all(ast.unparse(c.args[0]) == "step" for c in calls(loop, "metrics"))
     top_level = [n for n in module.body if isinstance(n, ast.Import | ast.ImportFrom)]
@@ -442,15 +465,29 @@ def test_multi_gpu_pretraining_initialises_the_process_group(project, scale):
 
 
 @ALL
-def test_pretraining_uses_bf16_autocast_only_on_cuda(project, hardware):
-    """R-AMP: torch.autocast("cuda", bfloat16) on CUDA, FP32 elsewhere, never torch.cuda.amp."""
+def test_pretraining_uses_bf16_autocast_only_on_cuda(project, hardware, scale):
+    """R-AMP: torch.autocast("cuda", bfloat16) on CUDA, or fp16 with torch.amp.GradScaler("cuda")
+    where the GPU lacks bf16 (decided at run time, logged; FSDP refuses fp16); FP32 elsewhere;
+    never torch.cuda.amp."""
     sources = "\n".join(p.read_text() for p in python_files(project))
-    assert "torch.cuda.amp" not in sources and "GradScaler" not in sources
-    autocasts = calls(tree(project), "autocast")
-    if hardware in GPU:
+    assert "torch.cuda.amp" not in sources
+    module = tree(project)
+    autocasts = calls(module, "autocast")
+    if hardware in GPU and scale == "large":  # FSDP
+        (autocast,) = autocasts
+        assert ast.unparse(keywords(autocast)["dtype"]) == "torch.bfloat16"
+        assert "GradScaler" not in sources and "is_bf16_supported()" in sources
+    elif hardware in GPU:
         (autocast,) = autocasts
         assert ast.unparse(autocast.args[0]) == "'cuda'"
-        assert ast.unparse(keywords(autocast)["dtype"]) == "torch.bfloat16"
+        assert ast.unparse(keywords(autocast)["dtype"]) == "amp_dtype"
+        train = ast.unparse(function(module, "train"))
+        assert "torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16" in train
+        assert "torch.amp.GradScaler('cuda', enabled=amp_dtype == torch.float16)" in train
+        assert calls(function(module, "train"), "info")  # the choice is logged
+        loop = ast.unparse(training_loop(module))
+        assert "scaler.scale(loss).backward()" in loop and "scaler.step(optimizer)" in loop
+        assert loop.index("scaler.unscale_(optimizer)") < loop.index("clip_grad_norm_")
     else:
         assert not autocasts and "bfloat16" not in sources and "float16" not in sources
 
@@ -472,20 +509,21 @@ def test_pretraining_mps_sets_fallback_and_uses_smaller_batches(project, hardwar
 
 @ALL
 def test_pretraining_larger_scales_checkpoint_activations(project, scale):
-    """R-MEMORY: gradient checkpointing from medium scale up, and accumulation to keep batches."""
+    """R-MEMORY: gradient checkpointing at large scale (774M fits an 80 GB GPU at micro-batch 8
+    without it, and it costs 25-30% throughput), and accumulation to keep batches."""
     cfg = config(project)
-    assert cfg["model"]["gradient_checkpointing"] is (scale != "small")
+    assert cfg["model"]["gradient_checkpointing"] is (scale == "large")
     assert calls(tree(project, "model.py"), "checkpoint")
     assert cfg["training"]["grad_accum_steps"] >= 1
 
 
 @ON_GPU
 def test_gpu_pretraining_uses_fused_adamw_and_tf32(project):
-    """R-AMP: TF32 matmuls and fused AdamW on CUDA."""
+    """R-AMP: TF32 matmuls and fused AdamW on CUDA (fused everywhere: it skips steps on device)."""
     source = (project / "train.py").read_text()
     assert 'fp32_precision = "tf32"' in source
     (adamw,) = calls(tree(project), "AdamW")
-    assert ast.unparse(keywords(adamw)["fused"]) == "device.type == 'cuda'"
+    assert ast.unparse(keywords(adamw)["fused"]) == "True"
 
 
 @OFF_GPU

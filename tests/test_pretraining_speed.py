@@ -1,0 +1,154 @@
+"""The pretraining loop is built for speed (issue 8) without breaking a rule.
+
+Forward and loss are one function, so `torch.compile` makes them one graph; the
+cross-entropy never holds the whole (tokens, vocab) logits; the per-step path never waits
+for the device. Speed itself is measured by benchmarks/pretraining_throughput.py, never here.
+"""
+
+import ast
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+import torch.nn.functional as F
+from combinations import valid_combinations
+from rendered import callee, calls, config, function, tree
+
+COMBOS = [(hw, scale) for _, hw, scale in valid_combinations(["pretraining"])]
+ALL = pytest.mark.parametrize(("hardware", "scale"), COMBOS, ids=["-".join(c) for c in COMBOS])
+# Where the host reads the device only at sync points (MPS checks each step: see R-NAN-GUARD).
+NO_SYNC = [c for c in COMBOS if c[0] != "mps"]
+HOST_SYNCS = {"item", "tolist", "cpu", "numpy", "synchronize", "all_reduce", "all_gather"}
+
+
+@pytest.fixture
+def project(render, hardware: str, scale: str) -> Path:
+    return render("pretraining", hardware, scale)
+
+
+@pytest.fixture(scope="module")
+def model_py(render) -> ModuleType:
+    """The rendered model.py, imported."""
+    spec = importlib.util.spec_from_file_location(
+        "rendered_model", render("pretraining", "cpu") / "model.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def training_loop(module: ast.Module) -> ast.While:
+    return next(n for n in ast.walk(function(module, "train")) if isinstance(n, ast.While))
+
+
+def per_step_path(loop: ast.While) -> list[ast.stmt]:
+    """The loop body up to the sync-point check: `if <not a sync point>: continue`."""
+    for i, node in enumerate(loop.body):
+        if isinstance(node, ast.If) and isinstance(node.body[-1], ast.Continue):
+            return loop.body[: i + 1]
+    raise AssertionError("the training loop has no `if ...: continue` before its sync point")
+
+
+@ALL
+def test_pretraining_compiles_forward_and_loss_as_one_function(project, hardware):
+    """Issue 8, R-LOSS-SHAPE: the model returns the loss, and that model is what is compiled."""
+    module = tree(project)
+    assert not calls(module, "cross_entropy"), "the loss runs outside the model"
+    loop = training_loop(module)
+    forwards = [c for c in calls(loop, "model") if [ast.unparse(a) for a in c.args] == ["x", "y"]]
+    assert forwards, "the training loop does not call model(x, y)"
+    (compiled,) = calls(function(module, "train"), "compile")
+    assert ast.unparse(compiled.args[0]) == "model"
+    evaluate = function(module, "evaluate")
+    assert "model(x, y)" in ast.unparse(evaluate)
+    assert config(project)["training"]["compile"] is (hardware in {"cuda", "multi-gpu"})
+
+
+@pytest.mark.parametrize(("hardware", "scale"), NO_SYNC, ids=["-".join(c) for c in NO_SYNC])
+def test_pretraining_step_never_waits_for_the_device(render, hardware, scale):
+    """Issue 8, R-ITEM-LOGGING: no .item() / .tolist() / collective per step; the loss, the
+    gradient norm, the watchdog's record and the stop flag are read at sync points only."""
+    module = tree(render("pretraining", hardware, scale))
+    step = ast.Module(per_step_path(training_loop(module)), [])
+    found = {callee(c) for c in ast.walk(step) if isinstance(c, ast.Call)}
+    assert not found & HOST_SYNCS, found & HOST_SYNCS
+    tensor_tests = [
+        ast.unparse(n.test)
+        for n in ast.walk(step)
+        if isinstance(n, ast.If | ast.While) and "torch." in ast.unparse(n.test)
+    ]
+    assert not tensor_tests, tensor_tests  # `if tensor:` would sync too
+    watchdog = next(n for n in module.body if isinstance(n, ast.ClassDef) and n.name == "Watchdog")
+    record = function(watchdog, "record")
+    assert not {callee(c) for c in ast.walk(record) if isinstance(c, ast.Call)} & HOST_SYNCS
+    tests = [ast.unparse(n.test) for n in ast.walk(record) if isinstance(n, ast.If)]
+    assert all(test.endswith("is not None") for test in tests), tests  # config values only
+    sync = ast.unparse(training_loop(module))
+    assert sync.count(".tolist()") == 1  # one read per sync point, everything at once
+
+
+@ALL
+def test_pretraining_chunks_the_cross_entropy_by_default(project, hardware):
+    """Issue 8: the (tokens, vocab) logits are never whole; the smoke config runs the chunks."""
+    chunk = config(project)["model"]["loss_chunk_size"]
+    assert chunk > 0 and chunk % 64 == 0
+    smoke = config(project, "smoke")
+    tokens = smoke["training"]["batch_size"] * smoke["model"]["block_size"]
+    assert 0 < smoke["model"]["loss_chunk_size"] < tokens
+    assert tokens % smoke["model"]["loss_chunk_size"]  # a ragged last chunk, too
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 1000])
+def test_chunked_cross_entropy_equals_the_flattened_reference(model_py, chunk_size):
+    """R-LOSS-SHAPE: equal to F.cross_entropy over (B*T, V) logits and (B*T,) targets,
+    in the loss and in both gradients."""
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(3 * 100, 32, dtype=torch.float64, generator=generator)
+    weight = torch.randn(257, 32, dtype=torch.float64, generator=generator)
+    targets = torch.randint(0, 257, (3, 100), generator=generator)
+    hidden.requires_grad_(), weight.requires_grad_()
+    logits = (hidden @ weight.t()).view(3, 100, 257)
+    reference = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+    expected = torch.autograd.grad(2 * reference, (hidden, weight))
+    loss = model_py.LinearCrossEntropy.apply(hidden, weight, targets.view(-1), chunk_size)
+    got = torch.autograd.grad(2 * loss, (hidden, weight))
+    torch.testing.assert_close(loss, reference, rtol=1e-12, atol=1e-12)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():
+        loss = model_py.LinearCrossEntropy.apply(hidden, weight, targets.view(-1), chunk_size)
+    torch.testing.assert_close(loss, reference.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_gpt_loss_equals_cross_entropy_of_its_own_logits(model_py):
+    """R-LOSS-SHAPE, end to end: model(x, y) == F.cross_entropy(model(x) flattened, y flattened),
+    with every parameter's gradient equal, in FP32."""
+    torch.manual_seed(0)
+    config = model_py.GPTConfig.from_preset(
+        "tiny", vocab_size=320, block_size=16, loss_chunk_size=24
+    )
+    model = model_py.GPT(config)
+    x, y = torch.randint(0, 320, (2, 3, 16))
+    logits = model(x)
+    reference = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+    expected = torch.autograd.grad(reference, list(model.parameters()))
+    loss = model(x, y)
+    got = torch.autograd.grad(loss, list(model.parameters()))
+    torch.testing.assert_close(loss, reference, rtol=1e-6, atol=1e-6)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
+
+
+def test_chunked_cross_entropy_under_bf16_autocast_stays_close(model_py):
+    """R-AMP: bf16 matmuls, FP32 log-sum-exp: within bf16 rounding of the FP32 loss."""
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(256, 64, generator=generator)
+    weight = torch.randn(320, 64, generator=generator) * 0.1
+    targets = torch.randint(0, 320, (256,), generator=generator)
+    reference = F.cross_entropy(hidden @ weight.t(), targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model_py.LinearCrossEntropy.apply(hidden, weight, targets, 100)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, reference, rtol=1e-2, atol=0)
