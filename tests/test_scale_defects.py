@@ -7,12 +7,23 @@ no hub). vLLM is not installed here: its path is checked by reading the code onl
 
 import ast
 import importlib.util
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from peft import LoraConfig, TaskType, get_peft_model
 from rendered import calls, config, function, keywords, tree
-from transformers import Qwen2Config
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
 
 GIB = 2**30
 # The default models' shapes, from their config.json on the hub.
@@ -26,6 +37,10 @@ QWEN25 = {
             "num_attention_heads": 40, "num_key_value_heads": 8, "vocab_size": 152064},
 }  # fmt: skip
 BF16 = {"dtype": "bfloat16", "trust_remote_code": False}
+TINY = {"vocab_size": 300, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128}  # fmt: skip
+RANK_SCRIPT = Path(__file__).with_name("fsdp_loading_rank.py")
+PROMPT = [[5, 17, 42, 99, 7, 3]]  # the input fsdp_loading_rank.py scores
 
 
 def load_script(project: Path, name: str):
@@ -98,3 +113,95 @@ def test_r_scale_fits_hw_inference_layout_is_chosen_at_run_time_not_fixed_in_the
     assert "CUDA_VISIBLE_DEVICES" in ast.unparse(replica.body[1])  # after the docstring
     spawn = calls(function(module, "run_replicas"), "get_context")[0]
     assert spawn.args[0].value == "spawn"
+
+
+# --- FSDP + LoRA at large scale: no full copy of the model per rank ------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A 2-layer Qwen2 (rotary tables: non-persistent buffers) saved like a hub checkpoint."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    AutoModelForCausalLM.from_config(Qwen2Config(**TINY)).save_pretrained(path)
+    return path
+
+
+def run_ranks(project: Path, model_dir: Path, kind: str, out: Path) -> list[dict]:
+    """fsdp_loading_rank.py on 2 CPU ranks (gloo); what each rank wrote."""
+    out.mkdir()
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += [str(RANK_SCRIPT), str(project), str(model_dir), kind, str(out)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+
+
+@pytest.mark.parametrize(
+    "task, kind",
+    [("sft", "policy"), ("dpo", "policy"), ("classification", "classifier"), ("rlhf", "policy")],
+)
+def test_r_lora_at_scale_fsdp_ranks_load_no_weights_and_get_rank_0s_by_broadcast(
+    render, tiny_checkpoint, tmp_path, task, kind
+):
+    # Issue 7: every rank materialised the whole model in host RAM before the trainer sharded
+    # it (~8 x 65 GB for 32B on one node). Now rank 1 builds it on the meta device, and the
+    # sharding that the Trainer runs under FSDP fills it from rank 0.
+    project = render(task, "multi-gpu", "large")
+    first, second = run_ranks(project, tiny_checkpoint, kind, tmp_path / "ranks")
+    assert (first["device_map"], second["device_map"]) == (None, "meta")
+    assert first["loaded"]["meta_parameters"] == 0
+    assert second["loaded"]["meta_parameters"] == second["loaded"]["parameters"]  # no weights
+    assert second["loaded"]["meta_buffers"] == 0  # real rotary tables, which no broadcast carries
+    for rank in (first, second):
+        assert rank["sharded"]["meta_parameters"] == 0 and rank["sharded"]["meta_buffers"] == 0
+        assert rank["sharded_parameters"] == rank["sharded"]["parameters"]  # all FSDP2 shards
+    assert first["checksum"] == second["checksum"]  # the same full weights on both ranks
+    assert first["logits"] == second["logits"]
+    if kind == "policy":  # fresh LoRA adapters change nothing: these are the checkpoint's logits
+        reference = AutoModelForCausalLM.from_pretrained(tiny_checkpoint, dtype=torch.bfloat16)
+        with torch.no_grad():
+            expected = reference(input_ids=torch.tensor(PROMPT)).logits.float().flatten()
+        assert first["logits"] == pytest.approx(expected.tolist(), abs=2e-2)
+
+
+def test_r_reward_guard_grpo_reward_model_has_real_weights_on_every_rank(
+    render, tiny_checkpoint, tmp_path
+):
+    # GRPO places the reward model whole on every GPU. With rank-0-only loading switched on
+    # (by the reward stage), the weights its base checkpoint lacks (the score head) stayed
+    # empty (meta) on rank 1; load_reward_model must load real weights everywhere.
+    reward_dir = tmp_path / "reward_model"
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoint, num_labels=1)
+    config_ = LoraConfig(task_type=TaskType.SEQ_CLS, r=4, target_modules="all-linear")
+    get_peft_model(base, config_).save_pretrained(reward_dir)
+    words = Tokenizer(models.WordLevel({"<unk>": 0, "hi": 1}, unk_token="<unk>"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=words, eos_token="<unk>").save_pretrained(reward_dir)
+    project = render("rlhf", "multi-gpu", "large")
+    first, second = run_ranks(project, reward_dir, "reward", tmp_path / "ranks")
+    for rank in (first, second):
+        assert rank["loaded"]["meta_parameters"] == 0 and rank["loaded"]["meta_buffers"] == 0
+    assert first["logits"] == second["logits"]
+
+
+@pytest.mark.parametrize("task", ["sft", "dpo", "classification", "rlhf"])
+def test_r_lora_at_scale_large_configs_load_on_rank_0_only(render, task):
+    project = render(task, "multi-gpu", "large")
+    cfg = config(project)
+    sections = ["reward_training", "policy_training"] if task == "rlhf" else ["training"]
+    for section in sections:
+        assert cfg[section]["fsdp"] is True
+        assert cfg[section]["fsdp_config"]["cpu_ram_efficient_loading"] is True
+    module = tree(project)
+    # The models the trainers shard (not the tokenizers, not GRPO's unsharded reward model).
+    loads = [
+        call
+        for call in calls(module, "from_pretrained")
+        if ast.unparse(call.func).startswith("AutoModelFor")
+        and ast.unparse(call.args[0]) in ("model_cfg['name']", "rm_cfg['name']")
+    ]
+    assert len(loads) == (2 if task == "rlhf" else 1)
+    for call in loads:
+        assert ast.unparse(keywords(call)["device_map"]).startswith("fsdp_device_map(")
