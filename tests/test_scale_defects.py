@@ -37,8 +37,15 @@ QWEN25 = {
             "num_attention_heads": 40, "num_key_value_heads": 8, "vocab_size": 152064},
 }  # fmt: skip
 BF16 = {"dtype": "bfloat16", "trust_remote_code": False}
-TINY = {"vocab_size": 300, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128}  # fmt: skip
+TINY = {
+    "vocab_size": 300,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+}
 RANK_SCRIPT = Path(__file__).with_name("fsdp_loading_rank.py")
 PROMPT = [[5, 17, 42, 99, 7, 3]]  # the input fsdp_loading_rank.py scores
 
@@ -205,3 +212,58 @@ def test_r_lora_at_scale_large_configs_load_on_rank_0_only(render, task):
     assert len(loads) == (2 if task == "rlhf" else 1)
     for call in loads:
         assert ast.unparse(keywords(call)["device_map"]).startswith("fsdp_device_map(")
+
+
+# --- precision: bf16 where the GPU has it, else fp16 -------------------------------------
+
+
+def bf16_branch(module: ast.Module) -> str:
+    """The source run when bf16 is unsupported: the `if` body plus the functions it calls."""
+    branches = [
+        node
+        for node in ast.walk(module)
+        if isinstance(node, ast.If) and calls(node.test, "is_bf16_supported")
+    ]
+    assert len(branches) == 1, "bf16 support is checked in one place"
+    check = calls(branches[0].test, "is_bf16_supported")[0]
+    # Without it a V100 passes: torch counts its (slow) bf16 emulation as support.
+    assert ast.unparse(keywords(check)["including_emulation"]) == "False"
+    body = ast.Module(body=branches[0].body, type_ignores=[])
+    called = {
+        c.func.id
+        for c in ast.walk(body)
+        if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
+    }
+    helpers = [n for n in module.body if isinstance(n, ast.FunctionDef) and n.name in called]
+    return ast.unparse(body) + "\n" + "\n".join(map(ast.unparse, helpers))
+
+
+@pytest.mark.parametrize("task", ["sft", "dpo", "classification", "rlhf"])
+@pytest.mark.parametrize(
+    "hardware, scale", [("cuda", "small"), ("cuda", "medium"), ("multi-gpu", "large")]
+)
+def test_r_amp_trainer_uses_fp16_with_loss_scaling_where_the_gpu_has_no_bf16(
+    render, task, hardware, scale
+):
+    # Issue 7: bf16 was hard-coded, and the Trainer refuses to start with it on a V100 or T4.
+    project = render(task, hardware, scale)
+    branch = bf16_branch(tree(project))
+    assert "bf16=False, fp16=True" in branch  # the Trainer adds the GradScaler for fp16
+    assert "'float16'" in branch  # frozen bf16 base weights become fp16 too
+    assert "warn(" in branch  # said at start
+    cfg = config(project)
+    for section in ("reward_training", "policy_training") if task == "rlhf" else ("training",):
+        assert cfg[section]["bf16"] is True
+
+
+@pytest.mark.parametrize("hardware", ["cuda", "multi-gpu"])
+def test_r_amp_inference_uses_float16_where_the_gpu_has_no_bf16(render, hardware):
+    branch = bf16_branch(tree(render("inference", hardware, "medium"), "infer.py"))
+    assert "'float16'" in branch and "warn(" in branch
+
+
+@pytest.mark.parametrize("task", ["sft", "rlhf", "inference"])
+@pytest.mark.parametrize("hardware", ["cpu", "mps"])
+def test_r_amp_no_bf16_check_without_cuda(render, task, hardware):
+    source = render(task, hardware, "small") / ("infer.py" if task == "inference" else "train.py")
+    assert "is_bf16_supported" not in source.read_text()
