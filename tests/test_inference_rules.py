@@ -124,10 +124,13 @@ def test_r_infer_engine_vllm_only_on_gpu_imported_lazily_with_fallback(
         assert any(ast.unparse(h.type) == "ImportError" for h in handlers)
     assert config(project)["engine"]["name"] == "vllm"
     assert config(project, "smoke")["engine"]["name"] == "vllm"  # the tests run the fallback
-    # The fallback warns: CUDA is checked and transformers_engine is reachable from main.
-    main = next(n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "main")
-    assert "torch.cuda.is_available()" in ast.unparse(main)
-    assert list(calls(main, "transformers_engine")) and list(calls(main, "warn"))
+    # The fallback warns: build_engine (which main calls) checks CUDA and falls back to
+    # transformers_engine.
+    functions = {n.name: n for n in module.body if isinstance(n, ast.FunctionDef)}
+    build = functions["build_engine"]
+    assert list(calls(functions["main"], "build_engine"))
+    assert "torch.cuda.is_available()" in ast.unparse(build)
+    assert list(calls(build, "transformers_engine")) and list(calls(build, "warn"))
 
 
 @pytest.mark.parametrize("task, hardware, scale", COMBOS, ids=IDS)
@@ -145,19 +148,22 @@ def test_r_pinned_vllm_pins_live_in_their_own_requirements_file(render, task, ha
 
 
 @pytest.mark.parametrize("gpus, nodes", [(2, 1), (4, 2), (8, 1)])
-def test_tensor_parallel_from_gpus_and_pipeline_from_nodes(render, gpus, nodes):
-    # multi-gpu: tensor parallel within a node, pipeline parallel across nodes; vLLM runs
-    # its own workers, so no launcher and no torchrun (R-DDP-ONLY-MULTI: no DDP either).
+def test_layout_is_chosen_at_run_time_and_pipeline_from_nodes(render, gpus, nodes):
+    # multi-gpu: replicas or tensor parallel within a node, chosen by infer.py from the model's
+    # size and shape (tests/test_scale_defects.py runs that choice); pipeline parallel across
+    # nodes. vLLM runs its own workers and replicas are infer.py's own processes, so no
+    # launcher and no torchrun (R-DDP-ONLY-MULTI: no DDP either).
     project = render("inference", "multi-gpu", "large", gpus=gpus, nodes=nodes)
     for name in ("train", "smoke"):
         engine = config(project, name)["engine"]
-        assert (engine["tensor_parallel_size"], engine["pipeline_parallel_size"]) == (gpus, nodes)
+        assert engine["tensor_parallel_size"] is None and engine["replicas"] is None
+        assert engine["pipeline_parallel_size"] == nodes
     module = tree(project)
     llm = next(c for c in calls(module, "LLM"))
     assert ast.unparse(keyword(llm, "tensor_parallel_size")) == "tensor_parallel"
     assert ast.unparse(keyword(llm, "pipeline_parallel_size")) == "pipeline_parallel"
     source = ast.unparse(module)
-    assert 'fit_tensor_parallel(engine["tensor_parallel_size"]' in source.replace("'", '"')
+    assert 'choose_layout(cfg["engine"]' in source.replace("'", '"')
     assert 'engine["pipeline_parallel_size"]' in source.replace("'", '"')
     assert not (project / "launch").exists()
     text = (project / "infer.py").read_text() + (project / "README.md").read_text()
