@@ -57,6 +57,25 @@ def collect(given: dict[str, Any], ask: Ask | None = None) -> dict[str, Any]:
     return answers
 
 
+def inapplicable(given: dict[str, Any], answers: dict[str, Any]) -> str | None:
+    """Why a flag the user gave does not apply to these answers, or None if all do.
+
+    Copier drops the answer to a question whose `when` is false (--gpus for a CPU
+    project); a flag typed on purpose and then ignored would mislead, so it is refused.
+    """
+    for q in qs.questions():
+        if given.get(q.name) is None or q.name in answers:
+            continue
+        when = q.when.strip() if isinstance(q.when, str) else ""
+        if when.startswith("{{") and when.endswith("}}") and when.count("{{") == 1:
+            reason = f"copier.yml asks it only when {when[2:-2].strip()}"
+        else:
+            reason = "copier.yml does not ask it for these answers"
+        hardware = f"--hardware {answers['hardware']}"
+        return f"{q.flag} does not apply to this project ({hardware}; {reason}); drop it."
+    return None
+
+
 def _model_config(
     q: qs.Question, given: Any, answers: dict[str, Any], ask: Ask | None
 ) -> dict[str, Any]:

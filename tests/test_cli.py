@@ -5,6 +5,7 @@ import hashlib
 import os
 import pty
 import select
+import shutil
 import struct
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from scaffold.render import render_project
 from scaffold.template import template_root
 
 
-def scaffold(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def scaffold(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI with no terminal attached (as CI does)."""
     return subprocess.run(
         [sys.executable, "-m", "scaffold", *args],
@@ -29,6 +30,7 @@ def scaffold(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
 
 
@@ -37,6 +39,16 @@ def assert_usage_error(result: subprocess.CompletedProcess, *phrases: str) -> No
     assert "Traceback" not in result.stderr
     for phrase in phrases:
         assert phrase in result.stderr
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """stderr without the warning a checkout with uncommitted templates prints."""
+    return [x for x in result.stderr.splitlines() if not x.startswith("scaffold: warning:")]
+
+
+def directory_modes(root: Path) -> dict[str, int]:
+    dirs = [root, *(p for p in root.rglob("*") if p.is_dir())]
+    return {str(p.relative_to(root)): p.stat().st_mode & 0o7777 for p in dirs}
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -75,6 +87,71 @@ def test_without_a_terminal_a_missing_answer_with_no_default_names_its_flag(tmp_
 def test_unknown_choice_is_a_usage_error(tmp_path):
     result = scaffold("new", "run", "--task", "pretrain", "--yes", cwd=tmp_path)
     assert_usage_error(result, "invalid choice", "pretraining")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["new"], ["new", "run", "--bogus"], ["new", "run", "--gpus", "two"], []],
+    ids=["missing-name", "unknown-flag", "not-a-number", "no-command"],
+)
+def test_a_usage_error_is_one_line_that_points_at_help(tmp_path, args):
+    result = scaffold(*args, cwd=tmp_path)
+    assert_usage_error(result, "error:", "--help`")
+    assert len(error_lines(result)) == 1, result.stderr
+    assert "usage:" not in result.stderr
+
+
+def test_a_flag_that_does_not_apply_to_the_hardware_is_refused(tmp_path):
+    # copier.yml asks --gpus only for multi-gpu; silently dropping a typed flag would mislead.
+    result = scaffold(
+        "new", "run", "--task", "sft", "--hardware", "cpu", "--gpus", "4", "--yes", cwd=tmp_path
+    )
+    assert_usage_error(result, "--gpus does not apply", "--hardware cpu", "multi-gpu")
+    assert len(error_lines(result)) == 1, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["parent-is-a-file", "under-proc"])
+def test_a_place_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, where):
+    if where == "parent-is-a-file":
+        (tmp_path / "notes.txt").write_text("mine\n")
+        name = "notes.txt/run"
+    else:  # Linux's /proc takes no new directories, even from root
+        name = "/proc/scaffold-test-run"
+    result = scaffold("new", name, "--task", "sft", "--yes", cwd=tmp_path)
+    assert_usage_error(result, "cannot create")
+    assert len(error_lines(result)) == 1, result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == (["notes.txt"] if "file" in where else [])
+
+
+def broken_template(root: Path) -> Path:
+    """A copy of the template, as a tagged git repository, whose README does not compile."""
+    root.mkdir()
+    shutil.copy(template_root() / "copier.yml", root / "copier.yml")
+    shutil.copytree(template_root() / "templates", root / "templates")
+    with (root / "templates" / "README.md.jinja").open("a") as readme:
+        readme.write("{{ project_name | no_such_filter }}\n")
+    for command in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "broken"],
+        ["tag", "v0.1.0"],
+    ):
+        subprocess.run(["git", *command], cwd=root, check=True)
+    return root
+
+
+def test_a_template_error_is_one_paragraph_and_debug_shows_the_traceback(tmp_path):
+    template = broken_template(tmp_path / "template")
+    env = {**os.environ, "SCAFFOLD_TEMPLATE": str(template)}
+    result = scaffold("new", "run", "--task", "sft", "--yes", cwd=tmp_path, env=env)
+    assert_usage_error(result, "the template failed to render", "no_such_filter", "--debug")
+    assert len(error_lines(result)) == 1, result.stderr
+    assert not (tmp_path / "run").exists()
+
+    debug = scaffold("new", "run", "--task", "sft", "--yes", "--debug", cwd=tmp_path, env=env)
+    assert debug.returncode == 2
+    assert "Traceback" in debug.stderr and "no_such_filter" in debug.stderr
 
 
 @pytest.mark.parametrize("name", ["9lives", "my run", "bad/..", "-dash", "a" * 65])
@@ -139,9 +216,9 @@ def test_empty_target_directory_is_used(tmp_path):
 def test_plain_copier_copy_renders_the_same_project_as_scaffold_new(tmp_path, hardware):
     given = {"task": "pretraining", "hardware": hardware, "scale": "small"}
     scaffold_dir, copier_dir = tmp_path / "a" / "run", tmp_path / "b" / "run"
-    render_project(collect({"project_name": "run", "gpus": 2, **given}), scaffold_dir)
     # copier fills what was not given from copier.yml's own defaults, as a user's would.
     extra = {"gpus": 2} if hardware == "multi-gpu" else {}
+    render_project(collect({"project_name": "run", **given, **extra}), scaffold_dir)
     # HEAD, not the latest tag: both must render the templates of this checkout.
     copier.run_copy(
         str(template_root()),
@@ -158,6 +235,8 @@ def test_plain_copier_copy_renders_the_same_project_as_scaffold_new(tmp_path, ha
         source = ("_commit:", "_src_path:")
         answers_file.write_text("\n".join(x for x in lines if not x.startswith(source)))
     assert tree_digest(copier_dir) == tree_digest(scaffold_dir)
+    # The same permissions too: the project is not made private (mkdtemp's 0700).
+    assert directory_modes(scaffold_dir) == directory_modes(copier_dir)
 
 
 def test_hardware_is_detected_from_nvidia_smi_without_importing_torch(tmp_path):
