@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
             dest=q.name,
             type=int if q.type == "int" else str,
             choices=q.values or None,
-            help=q.help,
+            help=qs.render(q.help, {}),
         )
     new.add_argument(
         "-y", "--yes", action="store_true", help="never prompt: use defaults for what is missing"
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
             dest=q.name,
             type=int if q.type == "int" else str,
             choices=q.values or None,
-            help=f"change the answer: {q.help}",
+            help=f"change the answer: {qs.render(q.help, {})}",
         )
     update.add_argument(
         "--conflict",
