@@ -40,14 +40,12 @@ def collect(given: dict[str, Any], ask: Ask | None = None) -> dict[str, Any]:
             answer = _model_config(q, given.get(q.name), answers, ask)
         elif given.get(q.name) is not None:
             answer = given[q.name]
+        elif ask is not None:
+            answer = _ask_until_valid(q, ask, answers)
         else:
-            fallback = _default(q, answers)
-            if ask is not None:
-                answer = ask(q, fallback, answers)
-            elif fallback is None:
+            answer = _default(q, answers)
+            if answer is None:
                 raise AnswerError(_missing(q))
-            else:
-                answer = fallback
         answers[q.name] = qs.cast(q, answer)
         message = qs.problem(q, answers)
         if message and q.name == "gpu_memory" and answers[q.name] >= 1:
@@ -55,6 +53,38 @@ def collect(given: dict[str, Any], ask: Ask | None = None) -> dict[str, Any]:
         if message:
             raise AnswerError(message)
     return answers
+
+
+def _ask_until_valid(q: qs.Question, ask: Ask, answers: dict[str, Any]) -> Any:
+    """The wizard's answer, asked again (with the validator's reason) until it is valid:
+    one impossible combination must not throw away every answer given so far."""
+    fallback = _default(q, answers)
+    while True:
+        answer = ask(q, fallback, answers)
+        message = qs.problem(q, {**answers, q.name: qs.cast(q, answer)})
+        if not message or q.name == "gpu_memory":  # a plan that does not fit lists options
+            return answer
+        print(f"{message} Try again.")
+        fallback = answer
+
+
+def inapplicable(given: dict[str, Any], answers: dict[str, Any]) -> str | None:
+    """Why a flag the user gave does not apply to these answers, or None if all do.
+
+    Copier drops the answer to a question whose `when` is false (--gpus for a CPU
+    project); a flag typed on purpose and then ignored would mislead, so it is refused.
+    """
+    for q in qs.questions():
+        if given.get(q.name) is None or q.name in answers:
+            continue
+        when = q.when.strip() if isinstance(q.when, str) else ""
+        if when.startswith("{{") and when.endswith("}}") and when.count("{{") == 1:
+            reason = f"copier.yml asks it only when {when[2:-2].strip()}"
+        else:
+            reason = "copier.yml does not ask it for these answers"
+        hardware = f"--hardware {answers['hardware']}"
+        return f"{q.flag} does not apply to this project ({hardware}; {reason}); drop it."
+    return None
 
 
 def _model_config(

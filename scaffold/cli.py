@@ -3,23 +3,39 @@
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from scaffold import __version__
 from scaffold import questions as qs
-from scaffold.answers import AnswerError, DoesNotFit, collect
-from scaffold.render import TargetExistsError, refuse_non_empty, render_project
+from scaffold.answers import AnswerError, DoesNotFit, collect, inapplicable
+from scaffold.render import (
+    RenderError,
+    TargetExistsError,
+    refuse_non_empty,
+    refuse_unwritable,
+    render_project,
+)
 from scaffold.source import ENV_SOURCE as SCAFFOLD_TEMPLATE
 from scaffold.template_cache import TemplateCacheError
 
 EXIT_CONFLICTS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+ENV_DEBUG = "SCAFFOLD_DEBUG"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that says where help is, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug or bool(os.environ.get(ENV_DEBUG))
     try:
         return args.run(args)
     except KeyboardInterrupt:
@@ -29,20 +45,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scaffold: error: {error.refusal()}", file=sys.stderr)
         print("Nothing was written.", file=sys.stderr)
         return EXIT_USAGE
-    except (AnswerError, TargetExistsError, TemplateCacheError) as error:
+    except (AnswerError, TargetExistsError, TemplateCacheError, RenderError) as error:
+        if debug:
+            traceback.print_exc()
         print(f"scaffold: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:  # a bug in scaffold or its template: one paragraph, not a trace
+        if debug:
+            raise
+        print(
+            f"scaffold: error: {type(error).__name__}: {error}. This is a bug in scaffold, "
+            f"not in your answers; rerun with --debug (or {ENV_DEBUG}=1) for the traceback "
+            "and report it.",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="scaffold", description="Generate a minimal, correct ML training project."
-    )
+    parser = Parser(prog="scaffold", description="Generate a minimal, correct ML training project.")
     parser.add_argument("--version", action="version", version=f"scaffold {__version__}")
+    # On the top-level parser and on each command, so it can go anywhere on the line.
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help=f"show the traceback of an error (also: {ENV_DEBUG}=1)",
+    )
+    parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     new = commands.add_parser(
         "new",
+        parents=[debug],
         help="create a project",
         description="Create a training project in NAME/. In a terminal a wizard asks "
         "what flags leave out; with --yes or without a terminal nothing is asked.",
@@ -56,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
             dest=q.name,
             type=int if q.type == "int" else str,
             choices=q.values or None,
-            help=q.help,
+            help=qs.render(q.help, {}),
         )
     new.add_argument(
         "-y", "--yes", action="store_true", help="never prompt: use defaults for what is missing"
@@ -65,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     update = commands.add_parser(
         "update",
+        parents=[debug],
         help="pull template fixes (or changed answers) into a project",
         description="Update a project made by `scaffold new` to a newer template version "
         "with `copier update` (a three-way merge that keeps your edits), optionally "
@@ -79,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
             dest=q.name,
             type=int if q.type == "int" else str,
             choices=q.values or None,
-            help=f"change the answer: {q.help}",
+            help=f"change the answer: {qs.render(q.help, {})}",
         )
     update.add_argument(
         "--conflict",
@@ -133,17 +170,22 @@ def run_new(args: argparse.Namespace) -> int:
     given: dict[str, Any] = {q.name: getattr(args, q.name, None) for q in qs.questions()}
     given["project_name"] = target.name
     interactive = not args.yes and sys.stdin.isatty() and sys.stdout.isatty()
-    refuse_non_empty(target)  # before asking anything: the user's files are never touched
+    # Before asking anything: the user's files are never touched, and no answers are lost.
+    refuse_non_empty(target)
+    refuse_unwritable(target)
 
     if interactive:
         from scaffold import wizard  # questionary is only needed in a terminal
 
         answers = collect(given, ask=wizard.ask)
-        if not wizard.confirm(answers, str(target)):
-            print("Nothing was written.")
-            return 0
     else:
         answers = collect(given)
+    unused = inapplicable(given, answers)
+    if unused:
+        raise AnswerError(unused)
+    if interactive and not wizard.confirm(answers, str(target)):
+        print("Nothing was written.")
+        return 0
 
     print(f"Rendering {answers['task']} for {answers['hardware']} ({answers['scale']}) ...")
     files = render_project(answers, target)

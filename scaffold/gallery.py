@@ -169,7 +169,8 @@ def hardware_diff(base: Sample, target: Sample) -> list[str]:
     files_a, files_b = set(relative_files(a)), set(relative_files(b))
     lines = [f"## {base['hardware']} → {target['hardware']}", ""]
     changed = []
-    for path in sorted(files_a | files_b):
+    # The answers file differs in every pair (it records the answers): noise, not code.
+    for path in sorted((files_a | files_b) - {ANSWERS_FILE}):
         # The samples' project names differ (they are named after the combination);
         # that is not a hardware difference, so compare with the names aligned.
         old = read_text(a / path) if path in files_a else ""
@@ -244,6 +245,38 @@ def fenced(text: str, lang: str) -> str:
 
 def indent(text: str) -> str:
     return "\n".join(("    " + line) if line else "" for line in text.split("\n"))
+
+
+def title(question: str, value: str) -> str:
+    """copier.yml's label for a choice, without its parenthesis: sft -> Supervised fine-tuning."""
+    label = next(k for k, v in qs.question(question).choices.items() if v == value)
+    return label.split(" (")[0].strip()
+
+
+def nav(samples: Path) -> list[Any]:
+    """The gallery's nav section: the index, then a section per task titled from copier.yml
+    (not from directory names), its diff page first, then one page per hardware target."""
+    loaded = load_samples(samples)
+    tasks = list(dict.fromkeys(s["task"] for s in loaded))
+    sections: list[Any] = ["gallery/index.md"]
+    for task in tasks:
+        pages_of_task: list[Any] = [f"gallery/{task}/index.md"]
+        pages_of_task += [
+            {title("hardware", s["hardware"]): sample_page_path(s)}
+            for s in loaded
+            if s["task"] == task
+        ]
+        sections.append({title("task", task): pages_of_task})
+    return sections
+
+
+def on_config(config: Any) -> Any:
+    """mkdocs hook: expand the nav's `Gallery: gallery/index.md` into the gallery's pages."""
+    samples = Path(config.config_file_path).parent / "generated_samples"
+    for i, item in enumerate(config.nav or []):
+        if isinstance(item, dict) and item.get("Gallery") == "gallery/index.md":
+            config.nav[i] = {"Gallery": nav(samples)}
+    return config
 
 
 def on_files(files: Any, config: Any) -> Any:

@@ -4,7 +4,9 @@ import fcntl
 import hashlib
 import os
 import pty
+import re
 import select
+import shutil
 import struct
 import subprocess
 import sys
@@ -20,7 +22,9 @@ from scaffold.render import render_project
 from scaffold.template import template_root
 
 
-def scaffold(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def scaffold(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run the real CLI with no terminal attached (as CI does)."""
     return subprocess.run(
         [sys.executable, "-m", "scaffold", *args],
@@ -29,6 +33,7 @@ def scaffold(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
 
 
@@ -37,6 +42,16 @@ def assert_usage_error(result: subprocess.CompletedProcess, *phrases: str) -> No
     assert "Traceback" not in result.stderr
     for phrase in phrases:
         assert phrase in result.stderr
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """stderr without the warning a checkout with uncommitted templates prints."""
+    return [x for x in result.stderr.splitlines() if not x.startswith("scaffold: warning:")]
+
+
+def directory_modes(root: Path) -> dict[str, int]:
+    dirs = [root, *(p for p in root.rglob("*") if p.is_dir())]
+    return {str(p.relative_to(root)): p.stat().st_mode & 0o7777 for p in dirs}
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -75,6 +90,71 @@ def test_without_a_terminal_a_missing_answer_with_no_default_names_its_flag(tmp_
 def test_unknown_choice_is_a_usage_error(tmp_path):
     result = scaffold("new", "run", "--task", "pretrain", "--yes", cwd=tmp_path)
     assert_usage_error(result, "invalid choice", "pretraining")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["new"], ["new", "run", "--bogus"], ["new", "run", "--gpus", "two"], []],
+    ids=["missing-name", "unknown-flag", "not-a-number", "no-command"],
+)
+def test_a_usage_error_is_one_line_that_points_at_help(tmp_path, args):
+    result = scaffold(*args, cwd=tmp_path)
+    assert_usage_error(result, "error:", "--help`")
+    assert len(error_lines(result)) == 1, result.stderr
+    assert "usage:" not in result.stderr
+
+
+def test_a_flag_that_does_not_apply_to_the_hardware_is_refused(tmp_path):
+    # copier.yml asks --gpus only for multi-gpu; silently dropping a typed flag would mislead.
+    result = scaffold(
+        "new", "run", "--task", "sft", "--hardware", "cpu", "--gpus", "4", "--yes", cwd=tmp_path
+    )
+    assert_usage_error(result, "--gpus does not apply", "--hardware cpu", "multi-gpu")
+    assert len(error_lines(result)) == 1, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["parent-is-a-file", "under-proc"])
+def test_a_place_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, where):
+    if where == "parent-is-a-file":
+        (tmp_path / "notes.txt").write_text("mine\n")
+        name = "notes.txt/run"
+    else:  # Linux's /proc takes no new directories, even from root
+        name = "/proc/scaffold-test-run"
+    result = scaffold("new", name, "--task", "sft", "--yes", cwd=tmp_path)
+    assert_usage_error(result, "cannot create")
+    assert len(error_lines(result)) == 1, result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == (["notes.txt"] if "file" in where else [])
+
+
+def broken_template(root: Path) -> Path:
+    """A copy of the template, as a tagged git repository, whose README does not compile."""
+    root.mkdir()
+    shutil.copy(template_root() / "copier.yml", root / "copier.yml")
+    shutil.copytree(template_root() / "templates", root / "templates")
+    with (root / "templates" / "README.md.jinja").open("a") as readme:
+        readme.write("{{ project_name | no_such_filter }}\n")
+    for command in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "broken"],
+        ["tag", "v0.1.0"],
+    ):
+        subprocess.run(["git", *command], cwd=root, check=True)
+    return root
+
+
+def test_a_template_error_is_one_paragraph_and_debug_shows_the_traceback(tmp_path):
+    template = broken_template(tmp_path / "template")
+    env = {**os.environ, "SCAFFOLD_TEMPLATE": str(template)}
+    result = scaffold("new", "run", "--task", "sft", "--yes", cwd=tmp_path, env=env)
+    assert_usage_error(result, "the template failed to render", "no_such_filter", "--debug")
+    assert len(error_lines(result)) == 1, result.stderr
+    assert not (tmp_path / "run").exists()
+
+    debug = scaffold("new", "run", "--task", "sft", "--yes", "--debug", cwd=tmp_path, env=env)
+    assert debug.returncode == 2
+    assert "Traceback" in debug.stderr and "no_such_filter" in debug.stderr
 
 
 @pytest.mark.parametrize("name", ["9lives", "my run", "bad/..", "-dash", "a" * 65])
@@ -139,9 +219,9 @@ def test_empty_target_directory_is_used(tmp_path):
 def test_plain_copier_copy_renders_the_same_project_as_scaffold_new(tmp_path, hardware):
     given = {"task": "pretraining", "hardware": hardware, "scale": "small"}
     scaffold_dir, copier_dir = tmp_path / "a" / "run", tmp_path / "b" / "run"
-    render_project(collect({"project_name": "run", "gpus": 2, **given}), scaffold_dir)
     # copier fills what was not given from copier.yml's own defaults, as a user's would.
     extra = {"gpus": 2} if hardware == "multi-gpu" else {}
+    render_project(collect({"project_name": "run", **given, **extra}), scaffold_dir)
     # HEAD, not the latest tag: both must render the templates of this checkout.
     copier.run_copy(
         str(template_root()),
@@ -158,13 +238,22 @@ def test_plain_copier_copy_renders_the_same_project_as_scaffold_new(tmp_path, ha
         source = ("_commit:", "_src_path:")
         answers_file.write_text("\n".join(x for x in lines if not x.startswith(source)))
     assert tree_digest(copier_dir) == tree_digest(scaffold_dir)
+    # The same permissions too: the project is not made private (mkdtemp's 0700).
+    assert directory_modes(scaffold_dir) == directory_modes(copier_dir)
+
+
+def fake_nvidia_smi(directory: Path, gpus: int) -> Path:
+    """A directory holding an `nvidia-smi` that lists `gpus` GPUs, to put first on PATH."""
+    directory.mkdir(exist_ok=True)
+    fake = directory / "nvidia-smi"
+    lines = "\n".join(f"echo 'GPU {i}: NVIDIA H100 (UUID: {i})'" for i in range(gpus))
+    fake.write_text(f"#!/bin/sh\n{lines}\n")
+    fake.chmod(0o755)
+    return directory
 
 
 def test_hardware_is_detected_from_nvidia_smi_without_importing_torch(tmp_path):
-    fake = tmp_path / "nvidia-smi"
-    gpus = "\n".join(f"echo 'GPU {i}: NVIDIA H100 (UUID: {i})'" for i in range(2))
-    fake.write_text(f"#!/bin/sh\n{gpus}\n")
-    fake.chmod(0o755)
+    fake_nvidia_smi(tmp_path, 2)
     code = (
         "import sys; from scaffold.detect import detect_hardware; "
         "print(detect_hardware(), 'torch' in sys.modules)"
@@ -180,14 +269,17 @@ def test_hardware_is_detected_from_nvidia_smi_without_importing_torch(tmp_path):
 class Terminal:
     """The CLI on a real pseudo-terminal, driven key by key like a person would."""
 
-    def __init__(self, args: list[str], cwd: Path):
+    def __init__(self, args: list[str], cwd: Path, columns: int = 200, path: Path | None = None):
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # child
             os.chdir(cwd)
             os.environ["TERM"] = "xterm"
+            if path is not None:  # e.g. a fake nvidia-smi first
+                os.environ["PATH"] = f"{path}:{os.environ['PATH']}"
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             os.execv(sys.executable, [sys.executable, "-m", "scaffold", *args])
-        # A wide screen, so long choices and their reasons are not cut off.
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+        # A wide screen by default, so long choices are not cut off; tests of wrapping narrow it.
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
         self.screen = ""
 
     def wait_for(self, text: str, timeout: float = 30) -> None:
@@ -248,3 +340,80 @@ def test_ctrl_c_in_the_wizard_leaves_no_directory_behind(tmp_path):
     term.press("\x03")
     assert term.exit_code() == 130
     assert list(tmp_path.iterdir()) == []
+
+
+def test_wizard_asks_again_after_an_impossible_gpus_times_nodes_combination(tmp_path):
+    term = Terminal(
+        ["new", "run", "--hardware", "multi-gpu", "--task", "pretraining", "--scale", "small"],
+        tmp_path,
+    )
+    term.wait_for("GPUs per node")
+    term.press(ERASE + "1\r")
+    term.wait_for("Number of nodes")
+    term.press("\r")  # 1 node x 1 GPU: not multi-gpu
+    term.wait_for("at least 2 GPUs in all")
+    term.wait_for("Try again.")
+    term.screen = ""
+    term.wait_for("Number of nodes")  # asked again; the answers so far are kept
+    term.press(ERASE + "2\r")
+    for question in ("Model", "Training data", "Memory per GPU"):
+        term.wait_for(question)
+        term.press("\r")
+    term.wait_for("Render this project?")
+    term.press("\r")
+    assert term.exit_code() == 0
+    answers = (tmp_path / "run" / ".copier-answers.yml").read_text()
+    assert "gpus: 1" in answers and "nodes: 2" in answers
+
+
+@pytest.mark.parametrize("columns", [80, 110])
+def test_wizard_wraps_the_reasons_for_greyed_out_scales_to_the_terminal(tmp_path, columns):
+    # R-SCALE-FITS-HW: the reason is readable whole, not cut off at the screen's edge.
+    term = Terminal(
+        ["new", "run", "--hardware", "cpu", "--task", "pretraining"], tmp_path, columns=columns
+    )
+    term.wait_for("Model scale")
+    term.wait_for("does not fit on a CPU")
+    term.wait_for("--hardware cuda / multi-gpu.")  # the end of each reason
+    term.press("\x03")
+    assert term.exit_code() == 130
+    reason_lines = [x for x in visible_lines(term.screen) if "weeks there" in x]
+    assert reason_lines and all(len(x) <= columns for x in visible_lines(term.screen))
+
+
+def test_wizard_says_which_hardware_it_detected(tmp_path):
+    smi = fake_nvidia_smi(tmp_path / "bin", 2)
+    term = Terminal(["new", "run"], tmp_path, path=smi)
+    term.wait_for("Where will it train?")
+    term.wait_for("(detected: 2 NVIDIA GPUs)")
+    term.press("\r")  # the detected default: multi-gpu
+    term.wait_for("GPUs per node")
+    term.wait_for("(detected: 2 on this machine)")
+    term.press("\x03")
+    assert term.exit_code() == 130
+
+
+@pytest.mark.parametrize(
+    "task, question",
+    [
+        ("pretraining", "Model architecture to train from scratch (a preset: gpt2-124m"),
+        ("sft", "Model (Hugging Face id or local path)"),
+    ],
+)
+def test_wizard_words_the_model_question_for_the_task(tmp_path, task, question):
+    term = Terminal(
+        ["new", "run", "--hardware", "cpu", "--task", task, "--scale", "small"], tmp_path
+    )
+    term.wait_for(question)
+    term.press("\x03")
+    assert term.exit_code() == 130
+
+
+# Backspaces enough to clear a pre-filled default in a text prompt.
+ERASE = "\x7f" * 8
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+def visible_lines(screen: str) -> list[str]:
+    """The text lines the terminal showed, escape sequences removed."""
+    return [line.rstrip() for line in ANSI.sub("\n", screen).replace("\r", "\n").split("\n")]

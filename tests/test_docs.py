@@ -1,14 +1,16 @@
 """The docs site builds (strict: no broken links) with a gallery page per sample."""
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
-from scaffold.gallery import diff_steps, fenced, load_samples, pages, sample_page_path
+from scaffold.gallery import diff_steps, fenced, load_samples, pages, sample_page_path, title
 from scaffold.rules_page import RULE_ID
 from scaffold.samples import SAMPLES
 
@@ -96,3 +98,40 @@ def test_the_rules_page_has_a_section_for_every_rule_the_samples_cite(site):
     assert cited
     for rule_id in cited:
         assert f'id="{rule_id.lower()}"' in html, rule_id
+
+
+def nav_titles(site: Path) -> list[str]:
+    html = (site / "index.html").read_text()
+    return re.findall(r'<span class="md-ellipsis">\s*([^<]+?)\s*</span>', html)
+
+
+def test_the_nav_puts_users_pages_before_the_maintainers_and_includes_the_rules(site):
+    titles = nav_titles(site)
+    assert "Rules" in titles
+    assert titles.index("Updating a project") < titles.index("Releasing (maintainers)")
+    assert titles[-1] == "Releasing (maintainers)"
+
+
+def test_gallery_sections_are_titled_from_copier_yml_not_directory_names(site):
+    titles = nav_titles(site)
+    for task in {s["task"] for s in load_samples(SAMPLES)}:
+        assert title("task", task) in titles
+        guess = task.capitalize()  # mkdocs' title from the directory: "Sft", "Dpo", "Rlhf"
+        assert guess == title("task", task) or guess not in titles
+    assert "Supervised fine-tuning" in titles and "Several NVIDIA GPUs" in titles
+
+
+def test_gallery_diffs_leave_out_the_answers_file():
+    for path, text in pages(SAMPLES).items():
+        if path.endswith("/index.md") and path != "gallery/index.md":
+            assert ".copier-answers.yml" not in text, path
+
+
+def test_the_docs_extra_builds_the_site_without_the_training_stack():
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    names = {re.split(r"[=<>\[ ]", requirement)[0] for requirement in extras["docs"]}
+    assert {"mkdocs", "mkdocs-material"} <= names
+    assert not names & {"torch", "transformers", "trl"}
+    assert 'pip install -e ".[docs]"' in (REPO / "README.md").read_text()
