@@ -208,7 +208,7 @@ def synthetic_data(task: str, data: Path, n: int) -> dict[str, str]:
             {
                 "prompt": chat("user", 200, i),
                 "chosen": chat("assistant", 9000, i),
-                "rejected": chat("assistant", 9000, -i),
+                "rejected": chat("assistant", 9000, -i - 1),
             }
             for i in range(n)
         ]
@@ -224,7 +224,7 @@ def synthetic_data(task: str, data: Path, n: int) -> dict[str, str]:
         }
     if task == "rlhf":
         prefs = [
-            {"prompt": text(200, i), "chosen": text(5000, i), "rejected": text(5000, -i)}
+            {"prompt": text(200, i), "chosen": text(5000, i), "rejected": text(5000, -i - 1)}
             for i in range(n)
         ]
         prompts = [{"prompt": text(1500, i)} for i in range(n)]
@@ -568,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument(
         "--keep-models", action="store_true", help="keep built models after their last row"
     )
+    run_cmd.add_argument("--cache", type=Path, help="where built models go (default: DIR/cache)")
     build = commands.add_parser("build-model", help=argparse.SUPPRESS)
     build.add_argument("config", type=Path)
     build.add_argument("out", type=Path)
