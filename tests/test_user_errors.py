@@ -141,7 +141,12 @@ def data_cases(name: str, task: Task) -> list[Case]:
     missing = task.columns[-1]
     without = {k: v for k, v in task.row.items() if k != missing}
     cases = [
-        Case("empty file", [flag, "{tmp}/empty.jsonl"], ["empty.jsonl", "empty"], {"empty.jsonl": ""}),
+        Case(
+            "empty file",
+            [flag, "{tmp}/empty.jsonl"],
+            ["empty.jsonl: no examples"],
+            {"empty.jsonl": ""},
+        ),
         Case(
             "bad JSON on line 3",
             [flag, "{tmp}/bad.jsonl"],
@@ -164,7 +169,7 @@ def data_cases(name: str, task: Task) -> list[Case]:
         Case(
             "column absent from every row",
             [flag, "{tmp}/no_column.jsonl"],
-            ["no_column.jsonl, line 1", f"no {missing}"],
+            ["no_column.jsonl, line 1", f"missing ['{missing}']"],
             {"no_column.jsonl": jsonl(without, without)},
         )
     )
@@ -222,9 +227,7 @@ def test_every_user_error_is_one_clear_message(render, name, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["sft", "pretraining"])
-def test_the_multi_gpu_launcher_reports_config_errors_without_a_traceback(
-    render, name, tmp_path
-):
+def test_the_multi_gpu_launcher_reports_config_errors_without_a_traceback(render, name, tmp_path):
     """R-CONFIG: launch/torchrun.sh checks the config before torchrun starts any process."""
     task = TASKS[name]
     project = render(name, "multi-gpu")
