@@ -150,7 +150,7 @@ def data_cases(name: str, task: Task) -> list[Case]:
         Case(
             "bad JSON on line 3",
             [flag, "{tmp}/bad.jsonl"],
-            ["bad.jsonl, line 3", "not valid JSON"],
+            ["bad.jsonl, line 3:", "JSON ("],
             {"bad.jsonl": jsonl(task.row, task.row, '{"prompt": "unclosed')},
         ),
         Case("missing file", [flag, "{tmp}/absent.jsonl"], ["absent.jsonl", "not found"]),
