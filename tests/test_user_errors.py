@@ -144,7 +144,7 @@ def data_cases(name: str, task: Task) -> list[Case]:
         Case(
             "empty file",
             [flag, "{tmp}/empty.jsonl"],
-            ["empty.jsonl: no examples"],
+            ["empty.jsonl: no "],
             {"empty.jsonl": ""},
         ),
         Case(
