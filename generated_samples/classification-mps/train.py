@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import DatasetDict, load_dataset
-from datasets.exceptions import DatasetGenerationError
+from datasets import DatasetDict
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from transformers import (
     AutoModelForSequenceClassification,
@@ -32,30 +31,27 @@ from transformers import (
 )
 
 from config import load_config
+from interruptions import SaveAndStopOnSignal, checkpoint_to_resume
+from jsonl import as_dataset, read_jsonl, same_form
 
 SCHEMA = 'one JSON object per line: {"text": "<non-empty string>", "label": "<class name or id>"}'
 
 
 def load_data(data_cfg: dict) -> DatasetDict:
     """Load the train/validation JSONL files and check them (R-DATA-VALIDATION)."""
-    files = {"train": data_cfg["train_file"], "validation": data_cfg["validation_file"]}
-    for split, path in files.items():
-        if not Path(path).is_file():
-            raise SystemExit(f"{split} data not found: {path}\nExpected {SCHEMA}")
-    try:
-        dataset = load_dataset("json", data_files=files)
-    except DatasetGenerationError as err:
-        raise SystemExit(f"cannot read {files}: {err.__cause__ or err}\nExpected {SCHEMA}") from err
-
-    for split, path in files.items():
-        data = dataset[split]
-        missing = {"text", "label"} - set(data.column_names)
-        if missing or data.num_rows == 0:
-            problem = f"missing {sorted(missing)}" if missing else "no examples"
-            raise SystemExit(f"{path}: {problem}\nExpected {SCHEMA}")
-        for line, (text, label) in enumerate(zip(data["text"], data["label"], strict=True), 1):
-            if not isinstance(text, str) or not text.strip() or label is None:
-                raise SystemExit(f"{path}, line {line}: empty text or label\nExpected {SCHEMA}")
+    dataset = DatasetDict()
+    for split in ("train", "validation"):
+        path = data_cfg[f"{split}_file"]
+        rows = read_jsonl(path, ("text", "label"), SCHEMA)
+        for line, row in rows:
+            text, label = row["text"], row["label"]
+            if not isinstance(text, str) or not text.strip():
+                raise SystemExit(f"{path}, line {line}: empty text\nExpected {SCHEMA}")
+            if isinstance(label, bool) or not isinstance(label, (str, int)) or label == "":
+                raise SystemExit(f"{path}, line {line}: label {label!r}\nExpected {SCHEMA}")
+        # Arrow holds one type per column: class names or ids, not a mix.
+        same_form(rows, lambda row: type(row["label"]).__name__, "the label's type", path, SCHEMA)
+        dataset[split] = as_dataset(rows)
     return dataset
 
 
@@ -123,6 +119,7 @@ def main() -> None:
         id2label=id2label,
         label2id=label2id,
         dtype=model_cfg["dtype"],
+        attn_implementation=model_cfg["attn_implementation"],
         trust_remote_code=model_cfg["trust_remote_code"],  # R-SAFE-LOAD
         **model_cfg["config_overrides"],
     )
@@ -143,9 +140,9 @@ def main() -> None:
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
         # R-OVERFIT-WATCH: stop when the validation metric stops improving.
-        callbacks=[EarlyStoppingCallback(cfg["early_stopping"]["patience"])],
+        callbacks=[EarlyStoppingCallback(cfg["early_stopping"]["patience"]), SaveAndStopOnSignal()],
     )
-    trainer.train(resume_from_checkpoint=True if args.resume == "latest" else args.resume)
+    trainer.train(resume_from_checkpoint=checkpoint_to_resume(args.resume, trainer.args))
 
     # With load_best_model_at_end the model is now the best checkpoint's.
     trainer.save_model(Path(training_args.output_dir) / "final")

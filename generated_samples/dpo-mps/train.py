@@ -20,12 +20,13 @@ import warnings
 from pathlib import Path
 
 import torch
-from datasets import DatasetDict, load_dataset
-from datasets.exceptions import DatasetGenerationError
+from datasets import DatasetDict
 from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, set_seed
 from trl import DPOConfig, DPOTrainer
 
 from config import load_config
+from interruptions import SaveAndStopOnSignal, checkpoint_to_resume
+from jsonl import as_dataset, read_jsonl, same_form
 
 SCHEMA = (
     'one JSON object per line: {"prompt": [{"role": "user", "content": "..."}], '
@@ -53,22 +54,12 @@ def _problem(value: object, field: str) -> str | None:
 
 def load_data(data_cfg: dict) -> DatasetDict:
     """Load the train/validation JSONL files and check them (R-DATA-VALIDATION)."""
-    files = {"train": data_cfg["train_file"], "validation": data_cfg["validation_file"]}
-    for split, path in files.items():
-        if not Path(path).is_file():
-            raise SystemExit(f"{split} data not found: {path}\nExpected {SCHEMA}")
-    try:
-        dataset = load_dataset("json", data_files=files)
-    except DatasetGenerationError as err:
-        raise SystemExit(f"cannot read {files}: {err.__cause__ or err}\nExpected {SCHEMA}") from err
-
-    for split, path in files.items():
-        data = dataset[split]
-        missing = set(FIELDS) - set(data.column_names)
-        if missing or data.num_rows == 0:
-            problem = f"missing {sorted(missing)}" if missing else "no examples"
-            raise SystemExit(f"{path}: {problem}\nExpected {SCHEMA}")
-        for line, row in enumerate(zip(*(data[field] for field in FIELDS), strict=True), 1):
+    dataset = DatasetDict()
+    for split in ("train", "validation"):
+        path = data_cfg[f"{split}_file"]
+        rows = read_jsonl(path, FIELDS, SCHEMA)
+        for line, values in rows:
+            row = tuple(values[field] for field in FIELDS)
             problem = next(filter(None, map(_problem, row, FIELDS)), None)
             if not problem and len({isinstance(value, str) for value in row}) > 1:
                 problem = "prompt, chosen and rejected must all be strings or all be messages"
@@ -76,7 +67,13 @@ def load_data(data_cfg: dict) -> DatasetDict:
                 problem = "chosen and rejected are the same: nothing to prefer"
             if problem:
                 raise SystemExit(f"{path}, line {line}: {problem}\nExpected {SCHEMA}")
+        same_form(rows, _form, "the form (strings or messages)", path, SCHEMA)
+        dataset[split] = as_dataset(rows)
     return dataset
+
+
+def _form(row: dict) -> str:
+    return "strings" if isinstance(row["prompt"], str) else "messages"
 
 
 def check_reference_frozen(trainer: DPOTrainer) -> str:
@@ -115,6 +112,7 @@ def build_trainer(cfg: dict) -> DPOTrainer:
     model = AutoModelForCausalLM.from_pretrained(
         model_cfg["name"],
         dtype=model_cfg["dtype"],
+        attn_implementation=model_cfg["attn_implementation"],
         trust_remote_code=model_cfg["trust_remote_code"],  # R-SAFE-LOAD
     )
 
@@ -128,7 +126,7 @@ def build_trainer(cfg: dict) -> DPOTrainer:
         eval_dataset=dataset["validation"],
         processing_class=tokenizer,
         # R-OVERFIT-WATCH: stop when the validation loss stops improving.
-        callbacks=[EarlyStoppingCallback(cfg["early_stopping"]["patience"])],
+        callbacks=[EarlyStoppingCallback(cfg["early_stopping"]["patience"]), SaveAndStopOnSignal()],
     )
     check_reference_frozen(trainer)
     return trainer
@@ -150,7 +148,7 @@ def main() -> None:
     # implicit KL to the reference), rewards/margins and rewards/accuracies.
     print(f"reference: {reference}; beta: {trainer.args.beta}")
 
-    trainer.train(resume_from_checkpoint=True if args.resume == "latest" else args.resume)
+    trainer.train(resume_from_checkpoint=checkpoint_to_resume(args.resume, trainer.args))
 
     # With load_best_model_at_end the model is now the best checkpoint's.
     trainer.save_model(Path(trainer.args.output_dir) / "final")

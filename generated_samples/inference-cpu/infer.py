@@ -10,6 +10,7 @@ Engine: transformers `generate`, batched with left padding.
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -42,7 +43,7 @@ def read_prompts(path: str) -> list[dict]:
             if not isinstance(row, dict) or not _valid(row):
                 raise SystemExit(
                     f"{path}, line {line_no}: needs a non-empty `prompt` string or a `messages` "
-                    f"list of (Undefined, Undefined) objects\nExpected {SCHEMA}"
+                    f"list of objects with a role and a content\nExpected {SCHEMA}"
                 )
             rows.append({"id": line_no, **row})
     if not rows:
@@ -145,6 +146,35 @@ def transformers_engine(cfg: dict, base: str, adapter: str | None, tokenizer, de
     return generate
 
 
+def build_engine(
+    cfg: dict,
+    base: str,
+    adapter: str | None,
+    tokenizer,
+) -> tuple[Callable[[list[list[int]]], list[str]], int]:
+    """The generate function, and how many prompts to give it per call."""
+    device = torch.device("cpu")  # R-DEVICE
+    print(f"engine: transformers generate, device: {device}")
+    generate = transformers_engine(cfg, base, adapter, tokenizer, device)
+    return generate, cfg["generation"]["batch_size"]
+
+
+def write_generations(
+    rows: list[dict], prompt_ids: list, generate: Callable, batch_size: int, output_file: Path
+) -> None:
+    """Generate batch by batch, writing each input row plus its generation in input order."""
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with output_file.open("w", encoding="utf-8") as out:
+        for first in range(0, len(rows), batch_size):
+            texts = generate(prompt_ids[first : first + batch_size])
+            for row, text in zip(rows[first : first + batch_size], texts, strict=True):
+                out.write(json.dumps({**row, "generation": text}, ensure_ascii=False) + "\n")
+            out.flush()  # finished batches survive an interrupted run
+            done, elapsed = min(first + batch_size, len(rows)), time.perf_counter() - start
+            print(f"{done}/{len(rows)} prompts, {elapsed:.0f}s ({done / elapsed:.2f} prompts/s)")
+
+
 def main() -> None:
     cfg, _ = load_config()
     model_cfg, data_cfg, gen = cfg["model"], cfg["data"], cfg["generation"]
@@ -156,23 +186,9 @@ def main() -> None:
     prompt_ids = encode(rows, tokenizer, model_cfg["chat_template"])
     print(f"{len(rows)} prompts from {data_cfg['prompts_file']}; model {base}", end="")
     print(f" + LoRA adapter {adapter}" if adapter else "")
-
-    device = torch.device("cpu")  # R-DEVICE
-    print(f"engine: transformers generate, device: {device}")
-    generate = transformers_engine(cfg, base, adapter, tokenizer, device)
-    batch_size = gen["batch_size"]
-
     output_file = Path(data_cfg["output_file"])  # R-OUTPUT-NAME
-    output_file.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with output_file.open("w", encoding="utf-8") as out:
-        for first in range(0, len(rows), batch_size):
-            texts = generate(prompt_ids[first : first + batch_size])
-            for row, text in zip(rows[first : first + batch_size], texts, strict=True):
-                out.write(json.dumps({**row, "generation": text}, ensure_ascii=False) + "\n")
-            out.flush()  # finished batches survive an interrupted run
-            done, elapsed = min(first + batch_size, len(rows)), time.perf_counter() - start
-            print(f"{done}/{len(rows)} prompts, {elapsed:.0f}s ({done / elapsed:.2f} prompts/s)")
+    generate, batch_size = build_engine(cfg, base, adapter, tokenizer)
+    write_generations(rows, prompt_ids, generate, batch_size, output_file)
     print(f"wrote {output_file}")
 
 

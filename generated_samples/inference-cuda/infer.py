@@ -5,13 +5,14 @@
 Each input line is {"id": ..., "prompt": "..."} or {"id": ..., "messages": [...]}; each output
 line is the input row plus "generation", in input order. `model.name` may be a hub id, a
 fine-tuned model directory, or a LoRA adapter directory (it holds adapter_config.json).
-Engine (R-INFER-ENGINE): vLLM;
-transformers `generate` where vLLM or CUDA is missing, or with --engine.name transformers.
+Engine (R-INFER-ENGINE): vLLM; transformers `generate` where vLLM or CUDA is missing, or with
+--engine.name transformers.
 """
 
 import json
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -45,7 +46,7 @@ def read_prompts(path: str) -> list[dict]:
             if not isinstance(row, dict) or not _valid(row):
                 raise SystemExit(
                     f"{path}, line {line_no}: needs a non-empty `prompt` string or a `messages` "
-                    f"list of (Undefined, Undefined) objects\nExpected {SCHEMA}"
+                    f"list of objects with a role and a content\nExpected {SCHEMA}"
                 )
             rows.append({"id": line_no, **row})
     if not rows:
@@ -188,6 +189,52 @@ def vllm_engine(cfg: dict, base: str, adapter: str | None, tokenizer_source: str
     return generate
 
 
+def build_engine(
+    cfg: dict,
+    base: str,
+    adapter: str | None,
+    tokenizer,
+    tokenizer_source: str,
+) -> tuple[Callable[[list[list[int]]], list[str]], int]:
+    """The generate function, and how many prompts to give it per call."""
+    half = torch.cuda.is_available() and cfg["model"]["dtype"] == "bfloat16"
+    if half and not torch.cuda.is_bf16_supported(including_emulation=False):
+        # GPUs before Ampere (V100, T4) have no bf16 kernels: float16 instead.
+        warnings.warn("this GPU has no bf16: generating in float16", stacklevel=1)
+        cfg["model"]["dtype"] = "float16"
+    if cfg["engine"]["name"] == "vllm":
+        if torch.cuda.is_available():
+            generate = vllm_engine(cfg, base, adapter, tokenizer_source)
+            if generate is not None:
+                print("engine: vLLM")
+                return generate, cfg["engine"]["prompts_per_call"]  # vLLM schedules each call
+        else:
+            warnings.warn("CUDA is not available: generating with transformers", stacklevel=1)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # R-DEVICE
+    if device.type == "cpu":
+        warnings.warn("no GPU: generating on the CPU in float32 (slow)", stacklevel=1)
+        cfg["model"]["dtype"] = "float32"
+    print(f"engine: transformers generate, device: {device}")
+    generate = transformers_engine(cfg, base, adapter, tokenizer, device)
+    return generate, cfg["generation"]["batch_size"]
+
+
+def write_generations(
+    rows: list[dict], prompt_ids: list, generate: Callable, batch_size: int, output_file: Path
+) -> None:
+    """Generate batch by batch, writing each input row plus its generation in input order."""
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with output_file.open("w", encoding="utf-8") as out:
+        for first in range(0, len(rows), batch_size):
+            texts = generate(prompt_ids[first : first + batch_size])
+            for row, text in zip(rows[first : first + batch_size], texts, strict=True):
+                out.write(json.dumps({**row, "generation": text}, ensure_ascii=False) + "\n")
+            out.flush()  # finished batches survive an interrupted run
+            done, elapsed = min(first + batch_size, len(rows)), time.perf_counter() - start
+            print(f"{done}/{len(rows)} prompts, {elapsed:.0f}s ({done / elapsed:.2f} prompts/s)")
+
+
 def main() -> None:
     cfg, _ = load_config()
     model_cfg, data_cfg, gen = cfg["model"], cfg["data"], cfg["generation"]
@@ -199,36 +246,9 @@ def main() -> None:
     prompt_ids = encode(rows, tokenizer, model_cfg["chat_template"])
     print(f"{len(rows)} prompts from {data_cfg['prompts_file']}; model {base}", end="")
     print(f" + LoRA adapter {adapter}" if adapter else "")
-
-    generate = None
-    if cfg["engine"]["name"] == "vllm":
-        if torch.cuda.is_available():
-            generate = vllm_engine(cfg, base, adapter, tokenizer_source)
-        else:
-            warnings.warn("CUDA is not available: generating with transformers", stacklevel=1)
-    if generate is not None:
-        print("engine: vLLM")
-        batch_size = cfg["engine"]["prompts_per_call"]  # vLLM schedules each call itself
-    else:
-        batch_size = gen["batch_size"]
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # R-DEVICE
-        if device.type == "cpu":
-            warnings.warn("no GPU: generating on the CPU in float32 (slow)", stacklevel=1)
-            model_cfg["dtype"] = "float32"
-        print(f"engine: transformers generate, device: {device}")
-        generate = transformers_engine(cfg, base, adapter, tokenizer, device)
-
     output_file = Path(data_cfg["output_file"])  # R-OUTPUT-NAME
-    output_file.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with output_file.open("w", encoding="utf-8") as out:
-        for first in range(0, len(rows), batch_size):
-            texts = generate(prompt_ids[first : first + batch_size])
-            for row, text in zip(rows[first : first + batch_size], texts, strict=True):
-                out.write(json.dumps({**row, "generation": text}, ensure_ascii=False) + "\n")
-            out.flush()  # finished batches survive an interrupted run
-            done, elapsed = min(first + batch_size, len(rows)), time.perf_counter() - start
-            print(f"{done}/{len(rows)} prompts, {elapsed:.0f}s ({done / elapsed:.2f} prompts/s)")
+    generate, batch_size = build_engine(cfg, base, adapter, tokenizer, tokenizer_source)
+    write_generations(rows, prompt_ids, generate, batch_size, output_file)
     print(f"wrote {output_file}")
 
 

@@ -1,11 +1,13 @@
 """Configuration: one YAML file plus `--section.key value` overrides (R-CONFIG).
 
-    python infer.py --config configs/train.yaml --training.lr 3e-4
+    python infer.py --config configs/train.yaml --generation.batch_size 4
 
 Overrides are parsed as YAML scalars (so `6e-4`, `true` and `null` mean what they
-say) and must match the type of the value they replace. Unknown keys are errors.
-Relative paths in the file resolve against the file's own directory, so a config
-works from any working directory.
+say) and must match the type of the value they replace; where a string is expected the
+value stays a string (`--training.eval_strategy no`). Unknown keys are errors.
+Every value is checked before anything runs: nulls, ranges below.
+Relative paths in the file resolve against the file's own directory, so a config works
+from any working directory; paths on the command line resolve against the working directory.
 """
 
 import argparse
@@ -13,12 +15,29 @@ import difflib
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
 # Keys whose string values are filesystem paths.
 PATH_SUFFIXES = ("_dir", "_path", "_file")
+
+# Keys that may be null; any other null is an error.
+NULLABLE = {"model.base_model"}
+
+# What numbers may be: each condition, and the keys it applies to when they are set.
+CONDITIONS = {
+    ">= 0": lambda value: value >= 0,
+    ">= 1": lambda value: value >= 1,
+    "> 0": lambda value: value > 0,
+    "in (0, 1]": lambda value: 0 < value <= 1,
+}
+LIMITS = {
+    "generation.batch_size": ">= 1",
+    "generation.max_new_tokens": ">= 1",
+    "generation.temperature": ">= 0",
+    "generation.top_p": "in (0, 1]",
+}
 
 
 class _Loader(yaml.SafeLoader):
@@ -32,55 +51,91 @@ _Loader.add_implicit_resolver(
 )
 
 
+def fail(message: str) -> NoReturn:
+    """A configuration error: one line naming the file, key or flag; exit status 2."""
+    print(f"config error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def load_config(argv: list[str] | None = None) -> tuple[dict[str, Any], argparse.Namespace]:
-    """Parse the command line and return (config, args)."""
+    """Parse the command line and return (config, args), every value checked."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True, help="YAML config file")
     args, overrides = parser.parse_known_args(argv)
 
-    if not args.config.is_file():
-        parser.error(f"config file not found: {args.config}")
-    with args.config.open() as f:
-        config = yaml.load(f, _Loader) or {}
-    if not isinstance(config, dict):
-        parser.error(f"{args.config} must hold a mapping of sections")
-
-    for key, raw in _pairs(overrides, parser):
-        _apply_override(config, key, raw, parser)
+    config = _read(args.config)
+    flags = set()
+    for key, raw in _pairs(overrides):
+        _apply_override(config, key, raw)
+        flags.add(key)
     _resolve_paths(config, args.config.resolve().parent)
+    _check(config, lambda key: f"--{key}" if key in flags else f"{args.config}: {key}")
     return config, args
 
 
-def _pairs(overrides: list[str], parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        fail(f"config file not found: {path} (--config)")
+    try:
+        with path.open() as f:
+            config = yaml.load(f, _Loader) or {}
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        context = ""
+        if err.context and err.context_mark:
+            context = f" ({err.context} on line {err.context_mark.line + 1})"
+        fail(f"{where}: not valid YAML: {err.problem}{context}")
+    if not isinstance(config, dict):
+        fail(f"{path} must hold a mapping of sections (section: then indented key: value lines)")
+    return config
+
+
+def _pairs(overrides: list[str]) -> list[tuple[str, str]]:
     pairs = []
     items = iter(overrides)
     for item in items:
         if not item.startswith("--"):
-            parser.error(f"unexpected argument {item!r}; overrides look like --section.key value")
+            fail(f"unexpected argument {item!r}; overrides look like --section.key value")
         key, sep, raw = item[2:].partition("=")
         if not sep:
             raw = next(items, None)
             if raw is None:
-                parser.error(f"--{key} needs a value")
+                fail(f"--{key} needs a value")
         pairs.append((key, raw))
     return pairs
 
 
-def _apply_override(config: dict, key: str, raw: str, parser: argparse.ArgumentParser) -> None:
+def _apply_override(config: dict, key: str, raw: str) -> None:
     *sections, leaf = key.split(".")
     node = config
     for depth, section in enumerate(sections):
-        if not isinstance(node.get(section), dict):
-            _unknown(parser, ".".join(sections[: depth + 1]), node)
+        if section in node and not isinstance(node[section], dict):
+            where = ".".join(sections[: depth + 1])
+            fail(f"--{key}: {where} is a value, not a section; set it with --{where} VALUE")
+        if section not in node:
+            _unknown(".".join(sections[: depth + 1]), node)
         node = node[section]
     if leaf not in node:
-        _unknown(parser, key, node)
+        _unknown(key, node)
+    node[leaf] = _plain_value(key, raw, node[leaf])
 
-    old = node[leaf]
-    new = yaml.load(raw, _Loader)
-    if old is not None and new is not None and not _same_type(old, new):
-        parser.error(f"--{key} expects {type(old).__name__} (like {old!r}), got {raw!r}")
-    node[leaf] = new
+
+def _plain_value(key: str, raw: str, old: Any) -> Any:
+    """`raw` read as the type of the value it replaces (any type where that is null)."""
+    new = _command_line_path(key, yaml.load(raw, _Loader))
+    if old is None or new is None or _same_type(old, new):
+        return new
+    if isinstance(old, str):
+        return _command_line_path(key, raw)  # `no`, `1` or `2024` where a string belongs
+    fail(f"--{key} expects {type(old).__name__} (like {old!r}), got {raw!r}")
+
+
+def _command_line_path(key: str, value: Any) -> Any:
+    """A path given on the command line means what the shell means: from the working directory."""
+    if isinstance(value, str) and _is_path(key.rsplit(".", 1)[-1], value):
+        return str(Path(value).resolve())
+    return value
 
 
 def _same_type(old: Any, new: Any) -> bool:
@@ -91,12 +146,36 @@ def _same_type(old: Any, new: Any) -> bool:
     return isinstance(new, type(old))
 
 
-def _unknown(parser: argparse.ArgumentParser, key: str, node: dict) -> None:
+def _unknown(key: str, node: dict, names: list[str] | None = None) -> NoReturn:
     leaf = key.rsplit(".", 1)[-1]
     prefix = key[: -len(leaf)]
-    close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1)
+    close = difflib.get_close_matches(leaf, names or [str(k) for k in node], n=1)
     hint = f"; did you mean --{prefix}{close[0]}?" if close else ""
-    parser.error(f"unknown config key --{key}{hint}")
+    fail(f"unknown config key --{key}{hint}")
+
+
+def _check(config: dict, origin) -> None:
+    """Check nulls, ranges; `origin(key)` names where `key` was set."""
+    for key, value in _leaves(config):
+        if value is None and key not in NULLABLE:
+            fail(f"{origin(key)} cannot be null: give it a value")
+        condition = LIMITS.get(key)
+        if condition is None or value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail(f"{origin(key)} must be a number {condition}, got {value!r}")
+        if not CONDITIONS[condition](value):
+            fail(f"{origin(key)} must be {condition}, got {value!r}")
+
+
+def _leaves(node: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    leaves = []
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            leaves += _leaves(value, f"{prefix}{key}.")
+        else:
+            leaves.append((f"{prefix}{key}", value))
+    return leaves
 
 
 def _resolve_paths(node: dict, base: Path) -> None:

@@ -5,13 +5,19 @@
 Each input line is {"id": ..., "prompt": "..."} or {"id": ..., "messages": [...]}; each output
 line is the input row plus "generation", in input order. `model.name` may be a hub id, a
 fine-tuned model directory, or a LoRA adapter directory (it holds adapter_config.json).
-Engine (R-INFER-ENGINE): vLLM, tensor parallel within a node and pipeline parallel across nodes;
-transformers `generate` where vLLM or CUDA is missing, or with --engine.name transformers.
+Engine (R-INFER-ENGINE): vLLM; transformers `generate` where vLLM or CUDA is missing, or with
+--engine.name transformers.
+GPUs: a model that fits on one GPU runs as replicas, one process per GPU, each with its share of
+the prompts (data parallel); a bigger one is split over the fewest GPUs that hold it (tensor
+parallel), with a replica per such group; across nodes, pipeline parallel on a Ray cluster.
 """
 
 import json
+import multiprocessing
+import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,6 +31,10 @@ SCHEMA = (
     '{"id": <optional>, "messages": [{"role": "user", "content": "<text>"}, ...]}'
 )
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
+# A replica's weights may take this share of its GPUs' memory budget
+# (engine.gpu_memory_utilization); the rest holds the KV cache that batches the prompts.
+WEIGHT_SHARE = 0.5
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
 def read_prompts(path: str) -> list[dict]:
@@ -45,7 +55,7 @@ def read_prompts(path: str) -> list[dict]:
             if not isinstance(row, dict) or not _valid(row):
                 raise SystemExit(
                     f"{path}, line {line_no}: needs a non-empty `prompt` string or a `messages` "
-                    f"list of (Undefined, Undefined) objects\nExpected {SCHEMA}"
+                    f"list of objects with a role and a content\nExpected {SCHEMA}"
                 )
             rows.append({"id": line_no, **row})
     if not rows:
@@ -150,7 +160,9 @@ def transformers_engine(cfg: dict, base: str, adapter: str | None, tokenizer, de
     return generate
 
 
-def vllm_engine(cfg: dict, base: str, adapter: str | None, tokenizer_source: str):
+def vllm_engine(
+    cfg: dict, base: str, adapter: str | None, tokenizer_source: str, tensor_parallel: int
+):
     """vLLM's generate over token ids (R-INFER-ENGINE), or None where vLLM is not installed."""
     try:
         from vllm import LLM, SamplingParams
@@ -167,9 +179,7 @@ def vllm_engine(cfg: dict, base: str, adapter: str | None, tokenizer_source: str
     if adapter is not None:  # vLLM applies the adapter itself; the base weights stay shared
         rank = json.loads((Path(adapter) / "adapter_config.json").read_text())["r"]
         lora = {"enable_lora": True, "max_lora_rank": min(r for r in LORA_RANKS if r >= rank)}
-    tensor_parallel = fit_tensor_parallel(engine["tensor_parallel_size"], base, model_cfg)
     pipeline_parallel = engine["pipeline_parallel_size"]
-    print(f"vLLM: tensor parallel {tensor_parallel} x pipeline parallel {pipeline_parallel}")
     llm = LLM(
         model=base,
         tokenizer=tokenizer_source,
@@ -178,8 +188,8 @@ def vllm_engine(cfg: dict, base: str, adapter: str | None, tokenizer_source: str
         seed=gen["seed"],
         tensor_parallel_size=tensor_parallel,  # GPUs of one node
         pipeline_parallel_size=pipeline_parallel,  # nodes
-        # One node: worker processes; several nodes: the Ray cluster (see README).
-        distributed_executor_backend="ray" if pipeline_parallel > 1 else "mp",
+        # Several nodes: the Ray cluster (see README); one node: vLLM's own worker processes.
+        distributed_executor_backend="ray" if pipeline_parallel > 1 else None,
         gpu_memory_utilization=engine["gpu_memory_utilization"],
         max_model_len=engine["max_model_len"],
         **lora,
@@ -197,18 +207,169 @@ def vllm_engine(cfg: dict, base: str, adapter: str | None, tokenizer_source: str
     return generate
 
 
-def fit_tensor_parallel(size: int, base: str, model_cfg: dict) -> int:
-    """The largest tensor-parallel size up to `size` that divides the attention heads."""
-    config = AutoConfig.from_pretrained(base, trust_remote_code=model_cfg["trust_remote_code"])
+def splits_evenly(config, size: int) -> bool:
+    """Whether tensor parallel over `size` GPUs can split this model's layers (vLLM's rules).
+
+    Attention and MLP weights are split by head and by MLP column; KV heads are split, or
+    copied when there are fewer of them than GPUs. vLLM pads the vocabulary itself.
+    """
     heads = config.num_attention_heads
-    fitted = max(d for d in range(1, size + 1) if heads % d == 0)
-    if fitted != size:
-        warnings.warn(
-            f"{base} has {heads} attention heads, not divisible by tensor_parallel_size {size}: "
-            f"using {fitted}",
-            stacklevel=1,
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    return (
+        heads % size == 0
+        and (kv_heads % size == 0 or size % kv_heads == 0)
+        and config.intermediate_size % size == 0
+    )
+
+
+def tensor_parallel_sizes(config, gpus: int) -> list[int]:
+    """The group sizes that use all `gpus` and split the model evenly, smallest first."""
+    return [size for size in range(1, gpus + 1) if gpus % size == 0 and splits_evenly(config, size)]
+
+
+def fit_tensor_parallel(config, weight_bytes: int, gpus: int, gpu_budget: float) -> int:
+    """GPUs per replica: the fewest whose share of the weights fits in WEIGHT_SHARE of each
+    GPU's budget (1 when the model fits on one GPU); the most there can be when none fits."""
+    sizes = tensor_parallel_sizes(config, gpus)
+    fitting = [size for size in sizes if weight_bytes / size <= WEIGHT_SHARE * gpu_budget]
+    if fitting:
+        return fitting[0]
+    warnings.warn(
+        f"{weight_bytes / 2**30:.1f} GiB of weights leave little room for the KV cache even on "
+        f"{sizes[-1]} GPUs: lower engine.max_model_len if vLLM runs out of memory",
+        stacklevel=1,
+    )
+    return sizes[-1]
+
+
+def choose_layout(engine: dict, base: str, model_cfg: dict) -> tuple[int, int]:
+    """(replicas, GPUs per replica) on this node's GPUs; engine settings that are set win."""
+    gpus = torch.cuda.device_count()
+    nodes = engine["pipeline_parallel_size"]
+    tensor_parallel = engine["tensor_parallel_size"]
+    if tensor_parallel is None and gpus > 0:
+        config = AutoConfig.from_pretrained(
+            base, trust_remote_code=model_cfg["trust_remote_code"]  # R-SAFE-LOAD
+        ).get_text_config()
+        if nodes > 1:  # the model spans nodes: every GPU of a node holds a slice of its layers
+            tensor_parallel = tensor_parallel_sizes(config, gpus)[-1]
+        else:
+            memory = torch.cuda.get_device_properties(0).total_memory
+            budget = engine["gpu_memory_utilization"] * memory
+            weights = weight_bytes(config, model_cfg)
+            tensor_parallel = fit_tensor_parallel(config, weights, gpus, budget)
+    tensor_parallel = tensor_parallel or 1
+    replicas = engine["replicas"] or (1 if nodes > 1 else max(1, gpus // tensor_parallel))
+    if gpus and replicas * tensor_parallel > gpus:
+        raise SystemExit(
+            f"engine.replicas {replicas} x tensor_parallel_size {tensor_parallel} needs "
+            f"{replicas * tensor_parallel} GPUs; this node has {gpus}"
         )
-    return fitted
+    return replicas, tensor_parallel
+
+
+def weight_bytes(config, model_cfg: dict) -> int:
+    """The model's weights in bytes, counted on the meta device (no memory, no download)."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(
+            config, trust_remote_code=model_cfg["trust_remote_code"]
+        )
+    # dtype "auto" keeps the checkpoint's, 16-bit for today's models.
+    return model.num_parameters() * DTYPE_BYTES.get(model_cfg["dtype"], 2)
+
+
+def run_replicas(
+    cfg: dict, layout: tuple[int, int], rows: list[dict], prompt_ids: list, output_file: Path
+) -> None:
+    """Data parallel: one process per replica, on its own GPUs, with a contiguous share of the
+    prompts; the shares' outputs are concatenated, so the output keeps the input order."""
+    replicas, tensor_parallel = layout
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    bounds = [len(rows) * i // replicas for i in range(replicas + 1)]
+    parts = [output_file.with_name(f"{output_file.name}.replica{i}") for i in range(replicas)]
+    context = multiprocessing.get_context("spawn")  # a forked process cannot use CUDA
+    workers = []
+    for i, part in enumerate(parts):
+        share = slice(bounds[i], bounds[i + 1])
+        gpus = devices[i * tensor_parallel : (i + 1) * tensor_parallel]
+        args = (cfg, gpus, tensor_parallel, rows[share], prompt_ids[share], part)
+        workers.append(context.Process(target=run_replica, args=args, name=f"replica {i}"))
+        workers[-1].start()
+    for worker in workers:
+        worker.join()
+    failed = [worker.name for worker in workers if worker.exitcode != 0]
+    if failed:
+        raise SystemExit(f"{', '.join(failed)} failed (see above); finished shares: {parts}")
+    with output_file.open("w", encoding="utf-8") as out:
+        for part in parts:
+            out.write(part.read_text(encoding="utf-8"))
+            part.unlink()
+
+
+def run_replica(
+    cfg: dict, gpus: list[str], tensor_parallel: int, rows: list[dict], prompt_ids: list, part: Path
+) -> None:
+    """One replica, in its own process: only its GPUs are visible to it."""
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)  # before this process touches CUDA
+    model_cfg = cfg["model"]
+    set_seed(cfg["generation"]["seed"])  # R-SEED
+    base, adapter, tokenizer_source = resolve_model(model_cfg)
+    tokenizer = load_tokenizer(tokenizer_source, model_cfg)
+    where = f"GPUs {','.join(gpus)}" if gpus else "the CPU"
+    print(f"{multiprocessing.current_process().name}: {len(rows)} prompts on {where}")
+    generate, batch_size = build_engine(
+        cfg, base, adapter, tokenizer, tokenizer_source, tensor_parallel
+    )
+    write_generations(rows, prompt_ids, generate, batch_size, part)
+
+
+def build_engine(
+    cfg: dict,
+    base: str,
+    adapter: str | None,
+    tokenizer,
+    tokenizer_source: str,
+    tensor_parallel: int,
+) -> tuple[Callable[[list[list[int]]], list[str]], int]:
+    """The generate function, and how many prompts to give it per call."""
+    half = torch.cuda.is_available() and cfg["model"]["dtype"] == "bfloat16"
+    if half and not torch.cuda.is_bf16_supported(including_emulation=False):
+        # GPUs before Ampere (V100, T4) have no bf16 kernels: float16 instead.
+        warnings.warn("this GPU has no bf16: generating in float16", stacklevel=1)
+        cfg["model"]["dtype"] = "float16"
+    if cfg["engine"]["name"] == "vllm":
+        if torch.cuda.is_available():
+            generate = vllm_engine(cfg, base, adapter, tokenizer_source, tensor_parallel)
+            if generate is not None:
+                print("engine: vLLM")
+                return generate, cfg["engine"]["prompts_per_call"]  # vLLM schedules each call
+        else:
+            warnings.warn("CUDA is not available: generating with transformers", stacklevel=1)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # R-DEVICE
+    if device.type == "cpu":
+        warnings.warn("no GPU: generating on the CPU in float32 (slow)", stacklevel=1)
+        cfg["model"]["dtype"] = "float32"
+    print(f"engine: transformers generate, device: {device}")
+    generate = transformers_engine(cfg, base, adapter, tokenizer, device)
+    return generate, cfg["generation"]["batch_size"]
+
+
+def write_generations(
+    rows: list[dict], prompt_ids: list, generate: Callable, batch_size: int, output_file: Path
+) -> None:
+    """Generate batch by batch, writing each input row plus its generation in input order."""
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with output_file.open("w", encoding="utf-8") as out:
+        for first in range(0, len(rows), batch_size):
+            texts = generate(prompt_ids[first : first + batch_size])
+            for row, text in zip(rows[first : first + batch_size], texts, strict=True):
+                out.write(json.dumps({**row, "generation": text}, ensure_ascii=False) + "\n")
+            out.flush()  # finished batches survive an interrupted run
+            done, elapsed = min(first + batch_size, len(rows)), time.perf_counter() - start
+            print(f"{done}/{len(rows)} prompts, {elapsed:.0f}s ({done / elapsed:.2f} prompts/s)")
 
 
 def main() -> None:
@@ -222,36 +383,18 @@ def main() -> None:
     prompt_ids = encode(rows, tokenizer, model_cfg["chat_template"])
     print(f"{len(rows)} prompts from {data_cfg['prompts_file']}; model {base}", end="")
     print(f" + LoRA adapter {adapter}" if adapter else "")
-
-    generate = None
-    if cfg["engine"]["name"] == "vllm":
-        if torch.cuda.is_available():
-            generate = vllm_engine(cfg, base, adapter, tokenizer_source)
-        else:
-            warnings.warn("CUDA is not available: generating with transformers", stacklevel=1)
-    if generate is not None:
-        print("engine: vLLM")
-        batch_size = cfg["engine"]["prompts_per_call"]  # vLLM schedules each call itself
-    else:
-        batch_size = gen["batch_size"]
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # R-DEVICE
-        if device.type == "cpu":
-            warnings.warn("no GPU: generating on the CPU in float32 (slow)", stacklevel=1)
-            model_cfg["dtype"] = "float32"
-        print(f"engine: transformers generate, device: {device}")
-        generate = transformers_engine(cfg, base, adapter, tokenizer, device)
-
     output_file = Path(data_cfg["output_file"])  # R-OUTPUT-NAME
-    output_file.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with output_file.open("w", encoding="utf-8") as out:
-        for first in range(0, len(rows), batch_size):
-            texts = generate(prompt_ids[first : first + batch_size])
-            for row, text in zip(rows[first : first + batch_size], texts, strict=True):
-                out.write(json.dumps({**row, "generation": text}, ensure_ascii=False) + "\n")
-            out.flush()  # finished batches survive an interrupted run
-            done, elapsed = min(first + batch_size, len(rows)), time.perf_counter() - start
-            print(f"{done}/{len(rows)} prompts, {elapsed:.0f}s ({done / elapsed:.2f} prompts/s)")
+
+    replicas, tensor_parallel = choose_layout(cfg["engine"], base, model_cfg)
+    nodes = cfg["engine"]["pipeline_parallel_size"]
+    print(f"{replicas} replicas x {tensor_parallel} GPUs each (tensor parallel) x {nodes} nodes")
+    if replicas > 1:
+        run_replicas(cfg, (replicas, tensor_parallel), rows, prompt_ids, output_file)
+    else:
+        generate, batch_size = build_engine(
+            cfg, base, adapter, tokenizer, tokenizer_source, tensor_parallel
+        )
+        write_generations(rows, prompt_ids, generate, batch_size, output_file)
     print(f"wrote {output_file}")
 
 

@@ -2,10 +2,12 @@
 
 Attention runs through `F.scaled_dot_product_attention` (flash / memory-efficient kernels
 where the device has them); the output projection reuses the token embedding (weight tying).
-Reload a trained model with:
+Given targets, the model returns the loss, so one compiled graph holds forward and loss,
+and the cross-entropy never holds the full (tokens, vocab) logits. Reload a trained model with:
 
     model = GPT(GPTConfig.from_preset(preset, vocab_size=..., block_size=...))
     safetensors.torch.load_model(model, "runs/.../model.safetensors")
+    logits = model(idx)
 """
 
 import math
@@ -39,6 +41,7 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = False
     gradient_checkpointing: bool = False
+    loss_chunk_size: int = 0  # tokens per cross-entropy chunk; 0: the whole batch at once
 
     @classmethod
     def from_preset(cls, preset: str, **kwargs) -> "GPTConfig":
@@ -46,6 +49,49 @@ class GPTConfig:
             raise ValueError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
         n_layer, n_head, n_embd = PRESETS[preset]
         return cls(n_layer=n_layer, n_head=n_head, n_embd=n_embd, **kwargs)
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of `hidden @ weight.T` against `targets`, `chunk_size` rows at a time.
+
+    Only one chunk of logits exists at a time. The forward pass computes each chunk's
+    gradients as well (softmax minus one-hot, the cross-entropy's own derivative), so
+    backward only scales them and no chunk is kept or recomputed. Log-sum-exp, the
+    softmax and the weight gradient accumulate in FP32; the matmuls run in the compute
+    dtype, as `F.linear` would.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk_size):
+        n_rows = hidden.size(0)
+        wide = torch.promote_types(hidden.dtype, torch.float32)  # FP32; FP64 for FP64 inputs
+        loss = torch.zeros((), dtype=wide, device=hidden.device)
+        with_grad = any(ctx.needs_input_grad[:2])
+        if with_grad:
+            grad_hidden = torch.empty_like(hidden)
+            grad_weight = torch.zeros_like(weight, dtype=wide)
+        for start in range(0, n_rows, chunk_size):
+            rows = slice(start, start + chunk_size)
+            h, y = hidden[rows], targets[rows, None]
+            scores = h @ weight.t()  # (chunk, vocab) in the compute dtype
+            logits = scores.to(wide)
+            log_z = torch.logsumexp(logits, dim=-1, keepdim=True)
+            loss += (log_z - logits.gather(1, y)).sum()
+            if with_grad:
+                grad = torch.exp(logits - log_z).scatter_add_(1, y, -torch.ones_like(log_z))
+                grad = grad.to(scores.dtype)
+                grad_hidden[rows] = grad @ weight
+                grad_weight += grad.t() @ h
+        if with_grad:
+            ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
+        ctx.n_rows = n_rows
+        return loss / n_rows
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        scale = grad_loss / ctx.n_rows
+        return grad_hidden * scale, grad_weight * scale, None, None
 
 
 class CausalSelfAttention(nn.Module):
@@ -103,22 +149,29 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.init_weights()
 
-        self.apply(self._init_weights)
-        # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer).
-        for name, p in self.named_parameters():
-            if name.endswith("proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+    def init_weights(self) -> None:
+        """Initialise every parameter, one by one in a fixed order: train.py replays the same
+        order on a model built on the meta device and sharded (FSDP) before it has storage."""
+        for name, param in self.named_parameters():
+            self.init_parameter(name, param)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear | nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+    def init_parameter(self, name: str, tensor: torch.Tensor) -> None:
+        """GPT-2: N(0, 0.02) matrices, residual projections scaled by 1/sqrt(2 * n_layer);
+        LayerNorm weights 1 and biases 0."""
+        if name.endswith("proj.weight"):
+            nn.init.normal_(tensor, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
+        elif tensor.dim() >= 2:  # linear and embedding weights
+            nn.init.normal_(tensor, mean=0.0, std=0.02)
+        elif name.endswith("weight"):  # LayerNorm
+            nn.init.ones_(tensor)
+        else:
+            nn.init.zeros_(tensor)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, T) -> logits (B, T, vocab_size)."""
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Token ids (B, T) -> logits (B, T, vocab_size); with targets (B, T), already
+        shifted, the mean cross-entropy instead."""
         T = idx.size(1)
         assert T <= self.config.block_size, f"sequence of {T} > block_size {self.config.block_size}"
         pos = torch.arange(T, device=idx.device)
@@ -129,8 +182,17 @@ class GPT(nn.Module):
                 x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
-        # Weight tying: the output projection is the token embedding.
-        return F.linear(self.ln_f(x), self.wte.weight)
+        x = self.ln_f(x)
+        if targets is None:
+            # Weight tying: the output projection is the token embedding.
+            return F.linear(x, self.wte.weight)
+        # R-LOSS-SHAPE: (B*T, C) hidden states against (B*T,) targets; never shifted here.
+        hidden, flat_targets = x.view(-1, x.size(-1)), targets.view(-1)
+        if self.config.loss_chunk_size:
+            return LinearCrossEntropy.apply(
+                hidden, self.wte.weight, flat_targets, self.config.loss_chunk_size
+            )
+        return F.cross_entropy(F.linear(hidden, self.wte.weight), flat_targets)
 
     def flops_per_token(self) -> int:
         """Training FLOPs per token: 6N + attention (PaLM appendix B, as in nanoGPT)."""

@@ -3,15 +3,18 @@
     python train.py --config configs/train.yaml [--section.key value ...] [--resume [CHECKPOINT]]
 
 Reads the token files written by prepare_data.py and writes to `training.out_dir`:
-log.jsonl (metrics), ckpt_<step>.pt (the last few), best.pt (lowest validation loss) and,
-at the end, model.safetensors. The first Ctrl+C / SIGTERM saves a checkpoint and stops.
+log.jsonl (metrics), ckpt_<step>/ (the last few checkpoints, each with a manifest of
+checksums), best (a link to the checkpoint with the lowest validation loss) and, at the
+end, model.safetensors. The first Ctrl+C / SIGTERM saves a checkpoint and stops.
 """
 
+import hashlib
 import itertools
 import json
 import math
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -23,12 +26,22 @@ os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from config import load_config
 from model import GPT, GPTConfig
+
+
+def read_meta(data_dir: Path) -> dict:
+    """prepare_data.py's record of the token files: their dtype and the vocabulary size."""
+    meta = data_dir / "meta.json"
+    if not meta.is_file():
+        raise SystemExit(
+            f"{meta} not found: prepare the data first, "
+            "python prepare_data.py --config <this config>"
+        )
+    return json.loads(meta.read_text())
 
 
 class TokenWindows(Dataset):
@@ -90,11 +103,6 @@ def batches(loader: DataLoader, epoch: int, start: int):
         epoch, start = epoch + 1, 0
 
 
-def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    # R-LOSS-SHAPE: (B, T, V) logits against (B, T) targets, flattened to (B*T, V) and (B*T,).
-    return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
-
-
 def lr_at(step: int, t: dict) -> float:
     """R-LR-SCHEDULE: linear warmup to `lr`, then cosine decay to `min_lr` at `lr_decay_steps`."""
     if step < t["warmup_steps"]:
@@ -113,9 +121,75 @@ def evaluate(
     losses = []
     for x, y in itertools.islice(loader, n_batches):
         x, y = x.to(device), y.to(device)
-        losses.append(lm_loss(model(x), y))
+        losses.append(model(x, y))  # the model returns the loss (R-LOSS-SHAPE, model.py)
     model.train()
     return torch.stack(losses).mean().item()  # R-ITEM-LOGGING: a Python float
+
+
+class Watchdog:
+    """R-NAN-GUARD on the device, so that no step waits for the device to be checked.
+
+    Each optimizer step it records, as tensors, the first step whose loss (or gradient
+    norm) is not finite, and the first step whose loss or gradient norm jumps far above
+    its running mean: a blow-up on its way to NaN. A step with non-finite gradients is
+    skipped by fused AdamW itself (`found_inf`), so no non-finite update is ever kept.
+    train() reads the record where it syncs anyway (logging, evaluation, checkpoints) and
+    stops before saving anything.
+    """
+
+    # Running means: exponential, over about the last 50 steps. They start afresh on a
+    # resume, and a step is judged against them from the second step on, so a resume with
+    # too high a learning rate is caught at once.
+    DECAY = 0.98
+
+    def __init__(self, t: dict, step: int, device: torch.device):
+        self.loss_spike, self.grad_norm_spike = t["loss_spike"], t["grad_norm_spike"]
+        zero = torch.zeros((), device=device)
+        self.step = zero + step  # a device counter: no host-to-device copy per step
+        self.seen, self.loss_mean, self.grad_norm_mean = zero, zero, zero
+        self.first_nonfinite, self.first_spike = zero, zero  # 0: none yet
+
+    def record(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self.step = self.step + 1
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        nonfinite = ~finite
+        spike = torch.zeros_like(finite)
+        if self.loss_spike is not None:
+            spike |= loss > self.loss_spike * self.loss_mean
+        if self.grad_norm_spike is not None:
+            spike |= grad_norm > self.grad_norm_spike * self.grad_norm_mean
+        spike &= finite & (self.seen > 0)
+        self.first_nonfinite = self._first(self.first_nonfinite, nonfinite)
+        self.first_spike = self._first(self.first_spike, spike)
+        # Only healthy steps move the running means.
+        healthy = finite & ~spike
+        self.loss_mean = self._mean(self.loss_mean, loss, healthy)
+        self.grad_norm_mean = self._mean(self.grad_norm_mean, grad_norm, healthy)
+        self.seen = self.seen + healthy
+
+    def _first(self, first: torch.Tensor, happened: torch.Tensor) -> torch.Tensor:
+        return torch.where((first == 0) & happened, self.step, first)
+
+    def _mean(self, mean: torch.Tensor, value: torch.Tensor, healthy: torch.Tensor) -> torch.Tensor:
+        moved = torch.where(self.seen == 0, value, self.DECAY * mean + (1 - self.DECAY) * value)
+        return torch.where(healthy, moved, mean)
+
+    def verdict(self, nonfinite_at: float, spike_at: float, last_good: Path | None) -> str | None:
+        """Why training must stop, from the record read at a sync point; None if it is healthy."""
+        if nonfinite_at:
+            problem = f"the loss is not finite at step {nonfinite_at:.0f} (its update was skipped)"
+        elif spike_at:
+            problem = (
+                f"training is diverging: at step {spike_at:.0f} the loss or gradient norm jumped"
+                f" far above its running mean (training.loss_spike: {self.loss_spike},"
+                f" training.grad_norm_spike: {self.grad_norm_spike})"
+            )
+        else:
+            return None
+        return (
+            f"{problem}: stopping. Last good checkpoint: {last_good or 'none yet'};"
+            " resume from it with a lower training.lr."
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -143,28 +217,111 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
+# A checkpoint is a directory, ckpt_<step>/. Its manifest.json, written last, lists every
+# file in it with its size and SHA-256: without it the save never finished, and a file that
+# no longer matches it (a copy cut short, flipped bits) is caught before it is loaded.
+MANIFEST = "manifest.json"
+
+
+def fingerprint(file: Path) -> dict:
+    with file.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return {"bytes": file.stat().st_size, "sha256": digest}
+
+
+def write_manifest(directory: Path, files: dict[str, dict]) -> None:
+    (directory / MANIFEST).write_text(json.dumps(files, indent=1, sort_keys=True))
+
+
 def save_atomic(state: dict, path: Path) -> None:
-    """R-SAFE-INTERRUPT: write to a temp file, then rename, so a crash mid-write never
-    leaves a truncated checkpoint behind."""
+    """R-SAFE-INTERRUPT: write into <path>.tmp, the manifest last, then rename the directory,
+    so a crash mid-write never leaves a checkpoint that looks complete."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    tmp.mkdir()
+    torch.save(state, tmp / "state.pt")
+    write_manifest(tmp, {"state.pt": fingerprint(tmp / "state.pt")})
+    shutil.rmtree(path, ignore_errors=True)  # this step, saved by a run resumed from earlier
     os.replace(tmp, path)
 
 
 def checkpoints(out_dir: Path) -> list[Path]:
-    """ckpt_<step>.pt files, oldest first."""
-    return sorted(out_dir.glob("ckpt_*.pt"), key=lambda p: int(p.stem.removeprefix("ckpt_")))
+    """ckpt_<step> directories, oldest first."""
+    found = [p for p in out_dir.glob("ckpt_*") if p.name.removeprefix("ckpt_").isdigit()]
+    return sorted(found, key=lambda p: int(p.name.removeprefix("ckpt_")))
+
+
+def file_damage(directory: Path, manifest: dict[str, dict]) -> str | None:
+    """What is wrong with the first file of `manifest` that does not match it, if any."""
+    for name, expected in manifest.items():
+        file = directory / name
+        if not file.is_file():
+            return f"incomplete: {name} is missing"
+        if file.stat().st_size != expected["bytes"]:
+            return f"truncated: {name} has {file.stat().st_size} of its {expected['bytes']} bytes"
+        if fingerprint(file) != expected:
+            return f"corrupted: {name} fails its SHA-256 checksum"
+    return None
+
+
+def damage(path: Path) -> str | None:
+    """Why checkpoint `path` cannot be resumed from, or None when every file matches its
+    manifest."""
+    if not path.is_dir():
+        return "not a checkpoint directory" if path.exists() else "missing"
+    try:
+        manifest = json.loads((path / MANIFEST).read_bytes())
+    except FileNotFoundError:
+        return f"incomplete: it has no {MANIFEST} (its save never finished)"
+    except ValueError:
+        return f"corrupted: its {MANIFEST} is unreadable"
+    return file_damage(path, manifest)
 
 
 def find_checkpoint(resume: str, out_dir: Path) -> Path:
-    """--resume alone means the latest checkpoint in the output dir; else a path."""
+    """R-RESUME: --resume alone means the newest intact checkpoint in the output dir, skipping
+    damaged newer ones with a warning; --resume PATH means that checkpoint, which must be intact."""
     if resume == "latest":
-        if not checkpoints(out_dir):
-            raise SystemExit(f"--resume: no ckpt_*.pt in {out_dir}")
-        return checkpoints(out_dir)[-1]
-    if not Path(resume).is_file():
-        raise SystemExit(f"--resume: {resume} not found")
-    return Path(resume)
+        for path in reversed(checkpoints(out_dir)):
+            problem = damage(path)
+            if problem is None:
+                return path
+            warnings.warn(f"skipping checkpoint {path}: {problem}", stacklevel=2)
+        raise SystemExit(f"--resume: no intact checkpoint (ckpt_*) in {out_dir}")
+    path = Path(resume)
+    problem = damage(path)
+    if problem is None:
+        return path
+    others = (p for p in reversed(checkpoints(path.parent)) if p.resolve() != path.resolve())
+    intact = next((p for p in others if damage(p) is None), None)
+    advice = f"; the newest intact checkpoint beside it is {intact}" if intact else ""
+    raise SystemExit(f"--resume: checkpoint {path} is {problem}{advice}")
+
+
+def remove_unfinished_saves(out_dir: Path) -> list[Path]:
+    """Delete what killed saves left behind (<name>.tmp, up to a whole checkpoint each)."""
+    stale = sorted(out_dir.glob("*.tmp"))
+    for tmp in stale:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp)
+        else:
+            tmp.unlink()
+    return stale
+
+
+def mark_best(checkpoint: Path) -> None:
+    """Point <out_dir>/best at `checkpoint`: a link of a few bytes, where a copy would rewrite
+    every weight at each better evaluation. Replaced atomically, like a checkpoint."""
+    link, tmp = checkpoint.with_name("best"), checkpoint.with_name("best.tmp")
+    tmp.symlink_to(checkpoint.name)
+    os.replace(tmp, link)
+
+
+def remove_old_checkpoints(out_dir: Path, keep_last: int) -> None:
+    """R-FULL-CHECKPOINT: keep the last `keep_last` checkpoints, and the best one."""
+    best = (out_dir / "best").resolve()
+    for old in checkpoints(out_dir)[:-keep_last]:
+        if old.resolve() != best:
+            shutil.rmtree(old)
 
 
 def make_checkpoint(
@@ -185,7 +342,7 @@ def make_checkpoint(
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore a checkpoint; return its progress (step, epoch, ...)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # R-SAFE-LOAD
+    ckpt = torch.load(path / "state.pt", map_location="cpu", weights_only=True)  # R-SAFE-LOAD
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     set_rng_state(ckpt["rng"])
@@ -229,18 +386,20 @@ class Logger:
 
 
 def stop_on_signal(log: Logger) -> threading.Event:
-    """R-SAFE-INTERRUPT: the first Ctrl+C / SIGTERM finishes the current step, saves a
-    checkpoint and exits; a second one stops at once."""
+    """R-SAFE-INTERRUPT: SIGTERM or SIGUSR1 (what a scheduler sends on preemption or ahead of
+    a time limit) or Ctrl+C finishes the current step, saves a checkpoint and exits 0.
+    A scheduler may send SIGTERM more than once: only a second Ctrl+C stops at once."""
     stop = threading.Event()
 
     def handler(signum: int, frame) -> None:
-        if stop.is_set():
+        if signum == signal.SIGINT and stop.is_set():
             raise KeyboardInterrupt
-        log.info(f"{signal.Signals(signum).name}: saving a checkpoint after this step")
+        if not stop.is_set():
+            log.info(f"{signal.Signals(signum).name}: saving a checkpoint after this step")
         stop.set()
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, handler)
     return stop
 
 
@@ -255,15 +414,23 @@ def pick_device() -> torch.device:
 def train(cfg: dict, resume: str | None) -> None:
     data, t = cfg["data"], cfg["training"]
     out_dir = Path(t["out_dir"])  # R-OUTPUT-NAME: runs/<project name>
+    if cfg["checkpoint"]["interval"] % cfg["eval"]["interval"]:
+        raise SystemExit(
+            f"checkpoint.interval ({cfg['checkpoint']['interval']}) must be a multiple of"
+            f" eval.interval ({cfg['eval']['interval']}): the best checkpoint is picked by the"
+            " validation loss measured at its step"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     log = Logger(out_dir, cfg)
+    for stale in remove_unfinished_saves(out_dir):
+        log.info(f"removed {stale}: an unfinished save of an earlier run")
     device = pick_device()
     log.info(f"device: {device}")
     seed_everything(t["seed"])  # R-SEED: before the model is built
 
     # Data: token files from prepare_data.py, in the dtype they were written with.
     data_dir = Path(data["out_dir"])
-    meta = json.loads((data_dir / "meta.json").read_text())
+    meta = read_meta(data_dir)
     block_size = cfg["model"]["block_size"]
     train_set = TokenWindows(data_dir / "train.bin", meta["dtype"], block_size)
     val_set = TokenWindows(data_dir / "val.bin", meta["dtype"], block_size)
@@ -298,7 +465,8 @@ def train(cfg: dict, resume: str | None) -> None:
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": t["weight_decay"]},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=t["lr"], betas=(t["beta1"], t["beta2"]))
+    # Fused: one kernel for the whole update, and it can skip a step on the device (R-NAN-GUARD).
+    optimizer = torch.optim.AdamW(groups, lr=t["lr"], betas=(t["beta1"], t["beta2"]), fused=True)
 
     # R-RESUME: model, optimizer, step, data position and RNG continue where they stopped.
     progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_val_loss": math.inf}
@@ -308,7 +476,7 @@ def train(cfg: dict, resume: str | None) -> None:
         progress = load_checkpoint(last_checkpoint, raw_model, optimizer)
         log.info(f"resumed from {last_checkpoint} at step {progress['step']}")
     if t["compile"]:
-        model = torch.compile(model)
+        model = torch.compile(model, mode=t["compile_mode"])
 
     if cfg["eval"]["only"]:
         val_loss = evaluate(model, val_loader, cfg["eval"]["batches"], device)
@@ -325,9 +493,12 @@ def train(cfg: dict, resume: str | None) -> None:
     stop = stop_on_signal(log)
     stream = batches(train_loader, progress["epoch"], progress["batch_in_epoch"])
     step = progress["step"]
+    watchdog = Watchdog(t, step, device)
+    intervals = (cfg["logging"]["interval"], cfg["eval"]["interval"], cfg["checkpoint"]["interval"])
+    # Throughput is timed between sync points, where the host has waited for the device.
+    window_start, window_step = time.perf_counter(), step
     model.train()  # R-TRAIN-EVAL-MODE
     while step < t["max_steps"]:
-        started = time.perf_counter()
         lr = lr_at(step, t)
         for group in optimizer.param_groups:  # R-LR-SCHEDULE: every group, every step
             group["lr"] = lr
@@ -338,51 +509,64 @@ def train(cfg: dict, resume: str | None) -> None:
         for _ in range(accum):
             epoch, index, x, y = next(stream)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # R-DEVICE
-            loss = lm_loss(model(x), y) / accum  # R-GRAD-ACCUM: mean over micro-batches
+            # The model returns the loss: one compiled graph (R-LOSS-SHAPE, model.py).
+            loss = model(x, y) / accum  # R-GRAD-ACCUM: mean over micro-batches
             loss.backward()
             loss_sum += loss.detach()  # R-ITEM-LOGGING: no graph is kept
             progress["epoch"], progress["batch_in_epoch"] = epoch, index + 1
-        train_loss, stopping = loss_sum.item(), stop.is_set()
-        if not math.isfinite(train_loss):  # R-NAN-GUARD
-            raise SystemExit(
-                f"loss is {train_loss} at step {step + 1}: stopping. Last good checkpoint: "
-                f"{last_checkpoint or 'none yet'}; resume from it with a lower training.lr."
-            )
         # R-GRAD-CLIP: clip after backward, before the step; the norm before clipping is logged.
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
-        optimizer.step()
+        # R-NAN-GUARD: a step with non-finite gradients is skipped. MPS's fused AdamW takes
+        # no found_inf, so the host checks (the only per-step sync, cheap on MPS).
+        if torch.isfinite(grad_norm):
+            optimizer.step()
+        watchdog.record(loss_sum, grad_norm)
         step += 1
         progress["step"] = step
 
+        # Sync points: the host waits for the device only to log, evaluate or save.
+        stopping = stop.is_set()
+        if not stopping and step < t["max_steps"] and all(step % i for i in intervals):
+            continue
+        record = torch.stack([loss_sum, grad_norm, watchdog.first_nonfinite, watchdog.first_spike])
+        train_loss, norm, nonfinite_at, spike_at = record.tolist()
+        problem = watchdog.verdict(nonfinite_at, spike_at, last_checkpoint)
+        if problem:  # R-NAN-GUARD: before anything is logged or saved
+            raise SystemExit(problem)
+
         # R-LOG-AFTER-STEP: metrics after the optimizer step, under the global step.
         if step % cfg["logging"]["interval"] == 0:
-            seconds = time.perf_counter() - started
-            tflops = flops_per_token * tokens_per_step / seconds / 1e12
+            seconds = time.perf_counter() - window_start
+            tokens_per_s = tokens_per_step * (step - window_step) / seconds
             metrics = {
                 "train_loss": train_loss,
                 "lr": lr,
-                "grad_norm": grad_norm.item(),
-                "tokens_per_s": tokens_per_step / seconds,
-                "tflops": tflops,  # per device
+                "grad_norm": norm,
+                "tokens_per_s": tokens_per_s,
+                "tflops": flops_per_token * tokens_per_s / 1e12,  # per device
             }
             if t["peak_tflops"]:  # model FLOPs utilisation, as in nanoGPT
                 metrics["mfu"] = metrics["tflops"] / t["peak_tflops"]
             log.metrics(step, metrics)
+        val_loss = None
         if step % cfg["eval"]["interval"] == 0 or step == t["max_steps"]:
             val_loss = evaluate(model, val_loader, cfg["eval"]["batches"], device)
             log.metrics(step, {"train_loss": train_loss, "val_loss": val_loss})  # R-OVERFIT-WATCH
-            if val_loss < progress["best_val_loss"]:
-                progress["best_val_loss"] = val_loss
-                save(out_dir / "best.pt")
         if step % cfg["checkpoint"]["interval"] == 0 or step == t["max_steps"] or stopping:
-            last_checkpoint = out_dir / f"ckpt_{step:06d}.pt"
+            # The best checkpoint: the one saved with the lowest validation loss so far.
+            best = val_loss is not None and val_loss < progress["best_val_loss"]
+            if best:
+                progress["best_val_loss"] = val_loss
+            last_checkpoint = out_dir / f"ckpt_{step:06d}"
             save(last_checkpoint)
-            for old in checkpoints(out_dir)[: -cfg["checkpoint"]["keep_last"]]:
-                old.unlink()
-            log.info(f"saved {last_checkpoint}")
+            if best:
+                mark_best(last_checkpoint)
+            remove_old_checkpoints(out_dir, cfg["checkpoint"]["keep_last"])
+            log.info(f"saved {last_checkpoint}{' (best so far)' if best else ''}")
         if stopping:
             log.info(f"stopped at step {step}; continue with --resume")
             return
+        window_start, window_step = time.perf_counter(), step
 
     # The trained weights alone, as safetensors (R-SAFE-LOAD).
     save_file(raw_model.state_dict(), out_dir / "model.safetensors")

@@ -14,20 +14,21 @@ Scale small: full fine-tuning of every weight; the reference policy is a frozen 
 
 from pathlib import Path
 
-from datasets import Dataset, load_dataset
-from datasets.exceptions import DatasetGenerationError
+from datasets import Dataset
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOConfig, GRPOTrainer, RewardConfig, RewardTrainer
 
 from config import load_config
+from interruptions import SaveAndStopOnSignal, checkpoint_to_resume
+from jsonl import as_dataset, read_jsonl
 from rewards import length_penalty, repetition_penalty
 
 STAGES = ("reward", "policy")
@@ -40,23 +41,12 @@ PROMPT_SCHEMA = 'one JSON object per line: {"prompt": "<non-empty string>"}'
 
 def load_jsonl(path: str, columns: tuple[str, ...], schema: str) -> Dataset:
     """Read a JSONL file and check every row against `schema` (R-DATA-VALIDATION)."""
-    if not Path(path).is_file():
-        raise SystemExit(f"data not found: {path}\nExpected {schema}")
-    if not Path(path).read_text().strip():
-        raise SystemExit(f"{path}: no examples\nExpected {schema}")
-    try:
-        data = load_dataset("json", data_files=path, split="train")
-    except DatasetGenerationError as err:
-        raise SystemExit(f"cannot read {path}: {err.__cause__ or err}\nExpected {schema}") from err
-    missing = set(columns) - set(data.column_names)
-    if missing or data.num_rows == 0:
-        problem = f"missing {sorted(missing)}" if missing else "no examples"
-        raise SystemExit(f"{path}: {problem}\nExpected {schema}")
-    for line, row in enumerate(data.select_columns(list(columns)), 1):
+    rows = read_jsonl(path, columns, schema)
+    for line, row in rows:
         empty = [c for c in columns if not isinstance(row[c], str) or not row[c].strip()]
         if empty:
             raise SystemExit(f"{path}, line {line}: empty or non-string {empty}\nExpected {schema}")
-    return data.select_columns(list(columns))
+    return as_dataset(rows)
 
 
 def as_chat(row: dict) -> dict:
@@ -90,17 +80,17 @@ def freeze(model: PreTrainedModel) -> PreTrainedModel:
     return model.eval()
 
 
-def checkpoint_to_resume(output_dir: str, resume: str | None) -> str | None:
-    """The checkpoint of this stage that `--resume` points at, if any."""
+def stage_checkpoint(args: TrainingArguments, resume: str | None) -> str | None:
+    """The complete checkpoint of this stage that `--resume` points at, if any."""
     if resume is None:
         return None
     if resume != "latest":
-        inside = Path(resume).resolve().parent == Path(output_dir).resolve()
-        return resume if inside else None
-    last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-    if last is None:
-        print(f"no checkpoint in {output_dir}: this stage starts from the beginning")
-    return last
+        inside = Path(resume).resolve().parent == Path(args.output_dir).resolve()
+        return checkpoint_to_resume(resume, args) if inside else None
+    if not any(Path(args.output_dir).glob("checkpoint-*")):
+        print(f"no checkpoint in {args.output_dir}: this stage starts from the beginning")
+        return None
+    return checkpoint_to_resume(resume, args)
 
 
 def reward_model_saved(path: str) -> bool:
@@ -130,9 +120,10 @@ def train_reward_model(cfg: dict, args: RewardConfig, resume: str | None) -> Non
         train_dataset=train.map(as_chat),
         eval_dataset=validation.map(as_chat),
         processing_class=tokenizer,
+        callbacks=[SaveAndStopOnSignal()],  # R-SAFE-INTERRUPT
     )
     report_parameters(trainer.model, "reward model")
-    trainer.train(resume_from_checkpoint=checkpoint_to_resume(args.output_dir, resume))
+    trainer.train(resume_from_checkpoint=stage_checkpoint(args, resume))
     # With load_best_model_at_end this is the checkpoint with the best validation accuracy.
     trainer.save_model(rm_cfg["save_dir"])
     metrics = trainer.evaluate()
@@ -147,7 +138,10 @@ def load_reward_model(cfg: dict) -> tuple[PreTrainedModel, PreTrainedTokenizerBa
     if not reward_model_saved(path):
         raise SystemExit(f"no reward model in {path}: run the reward stage first (--stage reward)")
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=1, dtype=rm_cfg["dtype"], trust_remote_code=rm_cfg["trust_remote_code"]
+        path,
+        num_labels=1,
+        dtype=rm_cfg["dtype"],
+        trust_remote_code=rm_cfg["trust_remote_code"],
     )
     print(f"reward model: {path}")
     return freeze(model), load_tokenizer(path, rm_cfg["trust_remote_code"])
@@ -196,11 +190,12 @@ def train_policy(cfg: dict, args: GRPOConfig, resume: str | None) -> None:
         reward_processing_classes=reward_tokenizers,
         train_dataset=prompts.map(as_chat),
         processing_class=tokenizer,
+        callbacks=[SaveAndStopOnSignal()],  # R-SAFE-INTERRUPT
     )
     freeze(trainer.ref_model)  # R-REF-FROZEN: the KL is measured against this fixed copy
     report_parameters(trainer.model, "policy")
     # Logged every logging_steps: reward (total and per term), kl, entropy, completion lengths.
-    trainer.train(resume_from_checkpoint=checkpoint_to_resume(args.output_dir, resume))
+    trainer.train(resume_from_checkpoint=stage_checkpoint(args, resume))
     trainer.save_model(Path(args.output_dir) / "final")
 
 

@@ -11,12 +11,14 @@ Scale small: full fine-tuning of every weight.
 import warnings
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_dataset
-from datasets.exceptions import DatasetGenerationError
+from datasets import Dataset, DatasetDict
 from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, set_seed
 from trl import SFTConfig, SFTTrainer
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from config import load_config
+from interruptions import SaveAndStopOnSignal, checkpoint_to_resume
+from jsonl import as_dataset, read_jsonl, same_form
 
 SCHEMA = (
     'one JSON object per line: {"prompt": [{"role": "user", "content": "..."}], '
@@ -43,29 +45,24 @@ def _problem(value: object, field: str) -> str | None:
 
 def load_data(data_cfg: dict) -> DatasetDict:
     """Load the train/validation JSONL files and check them (R-DATA-VALIDATION)."""
-    files = {"train": data_cfg["train_file"], "validation": data_cfg["validation_file"]}
-    for split, path in files.items():
-        if not Path(path).is_file():
-            raise SystemExit(f"{split} data not found: {path}\nExpected {SCHEMA}")
-    try:
-        dataset = load_dataset("json", data_files=files)
-    except DatasetGenerationError as err:
-        raise SystemExit(f"cannot read {files}: {err.__cause__ or err}\nExpected {SCHEMA}") from err
-
-    for split, path in files.items():
-        data = dataset[split]
-        missing = {"prompt", "completion"} - set(data.column_names)
-        if missing or data.num_rows == 0:
-            problem = f"missing {sorted(missing)}" if missing else "no examples"
-            raise SystemExit(f"{path}: {problem}\nExpected {SCHEMA}")
-        rows = zip(data["prompt"], data["completion"], strict=True)
-        for line, (prompt, completion) in enumerate(rows, 1):
+    dataset = DatasetDict()
+    for split in ("train", "validation"):
+        path = data_cfg[f"{split}_file"]
+        rows = read_jsonl(path, ("prompt", "completion"), SCHEMA)
+        for line, row in rows:
+            prompt, completion = row["prompt"], row["completion"]
             problem = _problem(prompt, "prompt") or _problem(completion, "completion")
             if not problem and isinstance(prompt, str) != isinstance(completion, str):
                 problem = "prompt and completion must both be strings or both be messages"
             if problem:
                 raise SystemExit(f"{path}, line {line}: {problem}\nExpected {SCHEMA}")
+        same_form(rows, _form, "the form (string or messages)", path, SCHEMA)
+        dataset[split] = as_dataset(rows)
     return dataset
+
+
+def _form(row: dict) -> str:
+    return "string" if isinstance(row["prompt"], str) else "messages"
 
 
 def check_loss_mask(dataset: Dataset, examples: int, path: str) -> None:
@@ -108,19 +105,30 @@ def build_trainer(cfg: dict) -> SFTTrainer:
     model = AutoModelForCausalLM.from_pretrained(
         model_cfg["name"],
         dtype=model_cfg["dtype"],
+        attn_implementation=model_cfg["attn_implementation"],
         trust_remote_code=model_cfg["trust_remote_code"],  # R-SAFE-LOAD
     )
+
+    # data.padding_free: a batch's examples are concatenated into one row, with no padding, and
+    # position_ids restarting at 0 for each; attention (SDPA builds a block-diagonal mask from
+    # them, flash attention takes the boundaries) keeps every example to itself. SFTConfig's
+    # own padding_free refuses a max_length without packing, hence TRL's collator here; with
+    # training.packing the trainer makes that collator itself.
+    collator = None
+    if data_cfg["padding_free"] and not training_args.packing:
+        collator = DataCollatorForLanguageModeling(tokenizer.pad_token_id, padding_free=True)
 
     # The trainer applies the chat template, tokenizes once up front (R-PREPROCESS-ONCE) and
     # labels prompt tokens -100 (completion_only_loss).
     trainer = SFTTrainer(
         model=model,
         args=training_args,
+        data_collator=collator,
         train_dataset=dataset["train"],
         eval_dataset=dataset["validation"],
         processing_class=tokenizer,
         # R-OVERFIT-WATCH: stop when the validation loss stops improving.
-        callbacks=[EarlyStoppingCallback(cfg["early_stopping"]["patience"])],
+        callbacks=[EarlyStoppingCallback(cfg["early_stopping"]["patience"]), SaveAndStopOnSignal()],
     )
     if not training_args.packing:  # packing merges examples into blocks
         prepared = {"train": trainer.train_dataset, "validation": trainer.eval_dataset}
@@ -141,7 +149,7 @@ def main() -> None:
     if trainable == 0:  # R-TRAINABLE
         raise SystemExit("the model has no trainable parameters")
 
-    trainer.train(resume_from_checkpoint=True if args.resume == "latest" else args.resume)
+    trainer.train(resume_from_checkpoint=checkpoint_to_resume(args.resume, trainer.args))
 
     # With load_best_model_at_end the model is now the best checkpoint's.
     trainer.save_model(Path(trainer.args.output_dir) / "final")

@@ -114,6 +114,19 @@ def test_batching_does_not_change_greedy_generations(tiny_model, generations, tm
     assert [row["generation"] for row in single] == [row["generation"] for row in batched]
 
 
+def test_replicas_share_the_prompts_and_merge_them_in_input_order(
+    tiny_model: Path, generations: list[dict], tmp_path: Path
+) -> None:
+    # Data parallel: each replica process (one per GPU on a GPU node; CPU processes here)
+    # generates a contiguous share of the prompts, and their outputs are concatenated.
+    output_file = tmp_path / "replicas.jsonl"
+    result = infer(tiny_model, output_file, "--engine.replicas", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "replica 0: " in result.stdout and "replica 1: " in result.stdout
+    assert read_jsonl(output_file) == generations  # greedy: the same as one process, in order
+    assert not list(tmp_path.glob("*.replica*"))  # the shares were merged, then removed
+
+
 def test_lora_adapter_directory_loads_and_generates(tiny_model: Path, tmp_path: Path) -> None:
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])

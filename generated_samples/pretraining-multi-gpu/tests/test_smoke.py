@@ -1,9 +1,11 @@
 """Smoke test: build a local tokenizer, tokenize the sample corpus, train a tiny GPT for a
-few steps on 2 processes (gloo on CPU), and check logs, checkpoints and an exact resume."""
+few steps on 2 processes (gloo on CPU), and check logs, checkpoints, an exact resume, and
+that damaged checkpoints are caught before they are loaded."""
 
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "smoke.yaml"
@@ -32,6 +35,18 @@ def run(script: str, *args: str, env: dict = ENV, **kwargs) -> subprocess.Comple
 
 def train(data: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
     return run("train.py", "--data.out_dir", str(data), "--training.out_dir", str(out), *args)
+
+
+def train_may_fail(data: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [*LAUNCH, "train.py", "--config", str(CONFIG), "--data.out_dir", str(data)]
+    cmd += ["--training.out_dir", str(out), *args]
+    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def same_weights(run: Path, reference: Path) -> bool:
+    """The final weights of two runs are equal, bit for bit (R-RESUME)."""
+    ours, theirs = load_file(run / "model.safetensors"), load_file(reference / "model.safetensors")
+    return ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in theirs)
 
 
 def records(out: Path, key: str) -> list[dict]:
@@ -67,26 +82,71 @@ def test_losses_are_finite_and_training_learns(full_run):
     assert all(math.isfinite(x) for x in losses)
     assert losses[-1] < losses[0] - 0.5, losses
     val = records(full_run, "val_loss")
-    assert [r["step"] for r in val] == [4, 8] and all(math.isfinite(r["val_loss"]) for r in val)
+    assert [r["step"] for r in val] == [2, 4, 6, 8]
+    assert all(math.isfinite(r["val_loss"]) for r in val)
 
 
 def test_checkpoints_hold_everything_needed_to_resume(full_run):
-    kept = sorted(p.name for p in full_run.glob("ckpt_*.pt"))
-    assert kept == ["ckpt_000006.pt", "ckpt_000008.pt"]  # keep_last: 2
-    assert (full_run / "best.pt").is_file() and (full_run / "model.safetensors").is_file()
-    ckpt = torch.load(full_run / "ckpt_000008.pt", weights_only=True)
+    val_loss = {r["step"]: r["val_loss"] for r in records(full_run, "val_loss")}
+    best = (full_run / "best").resolve()
+    assert best.name == f"ckpt_{min(val_loss, key=val_loss.get):06d}"  # a link, not a copy
+    kept = {p.name for p in full_run.glob("ckpt_*")}
+    assert kept == {"ckpt_000006", "ckpt_000008", best.name}  # keep_last: 2, and the best
+    assert (full_run / "model.safetensors").is_file()
+    ckpt = torch.load(full_run / "ckpt_000008" / "state.pt", weights_only=True)
     assert {"model", "optimizer", "step", "epoch", "batch_in_epoch", "rng", "config"} <= set(ckpt)
     assert ckpt["step"] == 8 and ckpt["config"]["training"]["max_steps"] == 8
+    manifest = json.loads((full_run / "ckpt_000008" / "manifest.json").read_text())
+    on_disk = {p.name for p in (full_run / "ckpt_000008").iterdir()} - {"manifest.json"}
+    assert set(manifest) == on_disk and all(len(f["sha256"]) == 64 for f in manifest.values())
 
 
 def test_resumed_run_matches_uninterrupted_run_exactly(data, full_run, tmp_path):
     train(data, tmp_path, "--training.max_steps", "5")
     train(data, tmp_path, "--resume")
     assert [r["step"] for r in records(tmp_path, "lr")] == list(range(1, 9))
-    resumed = torch.load(tmp_path / "ckpt_000008.pt", weights_only=True)["model"]
-    reference = torch.load(full_run / "ckpt_000008.pt", weights_only=True)["model"]
-    assert resumed.keys() == reference.keys()
-    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+    assert same_weights(tmp_path, full_run)
+
+
+def damage_newest(run: Path, how: str) -> Path:
+    """Damage the largest file of the newest checkpoint as a disk or a copy would."""
+    newest = run / "ckpt_000008"
+    victim = max((p for p in newest.iterdir() if p.name != "manifest.json"), key=os.path.getsize)
+    raw = bytearray(victim.read_bytes())
+    if how == "truncate":  # a full disk, a copy cut short
+        del raw[len(raw) // 2 :]
+    else:  # 4 KB of flipped bits in the middle
+        middle = len(raw) // 2
+        raw[middle : middle + 4096] = bytes(b ^ 0xFF for b in raw[middle : middle + 4096])
+    victim.write_bytes(raw)
+    return newest
+
+
+@pytest.mark.parametrize("how", ["truncate", "flip"])
+def test_resume_skips_a_damaged_newest_checkpoint(data, full_run, tmp_path, how):
+    """--resume warns about the damaged newest checkpoint and continues from the one before,
+    reaching the same weights; an unfinished save (.tmp) of the killed run is removed."""
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run, symlinks=True)
+    bad = damage_newest(run, how)
+    (run / "ckpt_000010.tmp").mkdir()
+    (run / "ckpt_000010.tmp" / "state.pt").write_bytes(b"half a checkpoint")
+    result = train(data, run, "--resume")
+    assert f"skipping checkpoint {bad}" in result.stderr, result.stderr
+    assert ("truncated" if how == "truncate" else "checksum") in result.stderr
+    assert f"resumed from {run / 'ckpt_000006'}" in result.stdout
+    assert not (run / "ckpt_000010.tmp").exists()
+    assert same_weights(run, full_run)
+
+
+def test_resume_from_a_damaged_checkpoint_names_it_and_the_intact_one(data, full_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run, symlinks=True)
+    bad = damage_newest(run, "flip")
+    result = train_may_fail(data, run, "--resume", str(bad))
+    assert result.returncode != 0
+    message = f"--resume: checkpoint {bad} is corrupted"
+    assert message in result.stderr and str(run / "ckpt_000006") in result.stderr, result.stderr
 
 
 def test_sigterm_saves_a_checkpoint(data, tmp_path):
@@ -102,9 +162,9 @@ def test_sigterm_saves_a_checkpoint(data, tmp_path):
     _, stderr = proc.communicate(timeout=120)
     # torchrun itself reports the signal (exit 1) once its workers have saved and stopped.
     assert proc.returncode in (0, 1), stderr.decode()
-    (saved,) = tmp_path.glob("ckpt_*.pt")
-    step = torch.load(saved, weights_only=True)["step"]
-    assert saved.name == f"ckpt_{step:06d}.pt" and step == records(tmp_path, "lr")[-1]["step"]
+    (saved,) = tmp_path.glob("ckpt_*")
+    step = torch.load(saved / "state.pt", weights_only=True)["step"]
+    assert saved.name == f"ckpt_{step:06d}" and step == records(tmp_path, "lr")[-1]["step"]
 
 
 @pytest.mark.gpu
