@@ -107,7 +107,8 @@ def sample_page(sample: Sample) -> str:
         f"# {sample['task']} on {sample['hardware']}",
         "",
         f"[All hardware targets for {sample['task']}, as diffs](index.md) ·"
-        " [Gallery](../index.md)",
+        " [Gallery](../index.md) ·"
+        " [Measured at real size on GPUs](../../verified.md)",
         "",
         "Rendered with:",
         "",
