@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from trainable import free_port
 
 from scaffold.answers import collect
 from scaffold.render import render_project
@@ -99,6 +100,8 @@ def runnable(line: str, project: Path) -> str:
 
 def run(line: str, project: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # launch/torchrun.sh's rendezvous port: xdist workers must not share the default.
+    env["MASTER_PORT"] = str(free_port())
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     return subprocess.run(
         ["bash", "-c", line],
@@ -124,8 +127,11 @@ def prepared(command: Command, tmp_path: Path) -> Path:
             setup = run("python prepare_data.py --config configs/smoke.yaml", project)
             assert setup.returncode == 0, setup.stderr[-3000:]
         return project
-    # Inference ships no model builder; a chat model from the sft project serves.
-    builder = rendered("sft", "cpu") / "tests" / "tiny_model.py"
+    # Each fine-tuning project builds its own tiny model; inference ships no model builder,
+    # so a chat model from the sft project serves.
+    builder = project / "tests" / "tiny_model.py"
+    if not builder.is_file():
+        builder = rendered("sft", "cpu") / "tests" / "tiny_model.py"
     setup = run(f"python {shlex.quote(str(builder))} runs/tiny-model", project)
     assert setup.returncode == 0, setup.stderr[-3000:]
     return project
