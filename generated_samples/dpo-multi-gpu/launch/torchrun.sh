@@ -12,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 # Check the config once, here: a mistake is one line, not one per process plus torchrun's report.
-python config.py --config "${CONFIG:-configs/train.yaml}" "$@" >/dev/null
+python config.py --config "${CONFIG:-configs/train.yaml}" "$@" >/dev/null || exit 2
 
 # The workers stop when this script dies, even by SIGKILL: they watch LAUNCHER_PID.
 export LAUNCHER_PID=$$
