@@ -23,7 +23,12 @@ import yaml
 PATH_SUFFIXES = ("_dir", "_path", "_file")
 
 # Keys that may be null; any other null is an error.
-NULLABLE = {"model.base_model", "engine.max_model_len"}
+NULLABLE = {
+    "model.base_model",
+    "engine.max_model_len",
+    "engine.tensor_parallel_size",
+    "engine.replicas",
+}
 
 # What numbers may be: each condition, and the keys it applies to when they are set.
 CONDITIONS = {

@@ -100,7 +100,7 @@ def test_bad_data_is_reported_with_the_file_and_schema(tmp_path: Path, train_mod
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "Hi", "response": "Hello"}) + "\n")
     data_cfg = {"train_file": str(bad), "validation_file": str(bad)}
-    with pytest.raises(SystemExit, match=r"bad\.jsonl: missing \['completion'\]\nExpected"):
+    with pytest.raises(SystemExit, match=r"bad\.jsonl, line 1: missing \['completion'\]\nExpected"):
         train_module.load_data(data_cfg)
 
 
