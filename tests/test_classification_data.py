@@ -17,7 +17,11 @@ def _load_data(project: Path):
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(project))
-        sys.modules.pop("config", None)
+        # Forget the project's own modules (config, interruptions, ...): the next render
+        # imported in this process has its own, which may differ by hardware.
+        for name, loaded in list(sys.modules.items()):
+            if str(getattr(loaded, "__file__", None) or "").startswith(str(project)):
+                del sys.modules[name]
     return module.load_data
 
 

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from trainable import ENV, SMOKE, free_port, output_option, ready
+from trainable import ENV, SMOKE, output_option, ready, rendezvous
 
 
 @pytest.mark.smoke
@@ -15,7 +15,7 @@ def test_two_nodes_rendezvous_and_train_as_one_job(render, tmp_path: Path, task:
     project = ready(render(task, "multi-gpu", nodes=2), tmp_path / "project")
     out = tmp_path / "out"
     # One process per "node": the job has 2 ranks, one launched by each agent.
-    env = {**ENV, "NPROC_PER_NODE": "1", "MASTER_PORT": str(free_port()), "CONFIG": SMOKE}
+    env = {**ENV, "NPROC_PER_NODE": "1", **rendezvous(), "CONFIG": SMOKE}
     command = ["bash", "launch/torchrun.sh", output_option(project), str(out)]
     nodes = [
         subprocess.Popen(

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from trainable import ENV, SMOKE, alive, children, free_port, output_option, ready
+from trainable import ENV, SMOKE, alive, children, output_option, ready, rendezvous
 
 TORCHRUN_GRACE_S = 30  # how long torchrun lets its workers stop before it SIGKILLs them
 LONG_RUN = {
@@ -23,7 +23,7 @@ LONG_RUN = {
 
 def launch(project: Path, out: Path, log: Path) -> subprocess.Popen:
     """bash launch/torchrun.sh on 2 CPU processes, training far longer than the test waits."""
-    env = {**ENV, "NPROC_PER_NODE": "2", "MASTER_PORT": str(free_port()), "CONFIG": SMOKE}
+    env = {**ENV, "NPROC_PER_NODE": "2", **rendezvous(), "CONFIG": SMOKE}
     task = "pretraining" if (project / "prepare_data.py").is_file() else "sft"
     command = ["bash", "launch/torchrun.sh", output_option(project), str(out), *LONG_RUN[task]]
     return subprocess.Popen(

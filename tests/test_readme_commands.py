@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from trainable import free_port
+from trainable import rendezvous
 
 from scaffold.answers import collect
 from scaffold.render import render_project
@@ -100,8 +100,8 @@ def runnable(line: str, project: Path) -> str:
 
 def run(line: str, project: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    # launch/torchrun.sh's rendezvous port: xdist workers must not share the default.
-    env["MASTER_PORT"] = str(free_port())
+    # launch/torchrun.sh's rendezvous: xdist workers must not share the default.
+    env.update(rendezvous())
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     return subprocess.run(
         ["bash", "-c", line],

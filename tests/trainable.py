@@ -2,6 +2,7 @@
 processes their launchers start. Shared by the launch, SLURM and preemption tests."""
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -44,9 +45,24 @@ def output_option(project: Path) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A free TCP port below the kernel's ephemeral range, which the many connections of a
+    concurrent gloo run draw from: one of them could take an ephemeral port between this
+    pick and its owner's bind (torchrun would then join whatever answers there)."""
+    ephemeral_start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = random.randrange(10_000, ephemeral_start)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
+def rendezvous() -> dict[str, str]:
+    """launch/torchrun.sh's environment for a rendezvous of its own: port and run id."""
+    port = free_port()
+    return {"MASTER_PORT": str(port), "RDZV_ID": f"test-{port}"}
 
 
 def children(pid: int) -> list[int]:

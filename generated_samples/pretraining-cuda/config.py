@@ -23,7 +23,12 @@ import yaml
 PATH_SUFFIXES = ("_dir", "_path", "_file")
 
 # Keys that may be null; any other null is an error.
-NULLABLE = {"data.tokenizer_vocab_size", "training.peak_tflops"}
+NULLABLE = {
+    "data.tokenizer_vocab_size",
+    "training.peak_tflops",
+    "training.loss_spike",
+    "training.grad_norm_spike",
+}
 
 # What numbers may be: each condition, and the keys it applies to when they are set.
 CONDITIONS = {

@@ -129,8 +129,9 @@ class Watchdog:
     """R-NAN-GUARD on the device, so that no step waits for the GPU to be checked.
 
     Each optimizer step it records, as tensors, the first step whose loss (or gradient
-    norm) is not finite, and the first step whose loss or gradient norm jumps far above
-    its running mean: a blow-up on its way to NaN. A step with non-finite gradients is
+    norm) is not finite, and the first step whose loss jumps far above its running mean,
+    or whose gradient norm has stayed far above its own for a few steps: a blow-up on its
+    way to NaN. A lone gradient-norm spike is routine, and clipping absorbs it. A step with non-finite gradients is
     skipped by fused AdamW itself (`found_inf`), so no non-finite update is ever kept.
     train() reads the record where it syncs anyway (logging, evaluation, checkpoints) and
     stops before saving anything.
@@ -140,6 +141,7 @@ class Watchdog:
     # resume, and a step is judged against them from the second step on, so a resume with
     # too high a learning rate is caught at once.
     DECAY = 0.98
+    GRAD_NORM_SPIKE_STEPS = 3
 
     def __init__(self, t: dict, step: int, device: torch.device, grads_may_overflow: bool):
         self.loss_spike, self.grad_norm_spike = t["loss_spike"], t["grad_norm_spike"]
@@ -149,21 +151,25 @@ class Watchdog:
         self.step = zero + step  # a device counter: no host-to-device copy per step
         self.seen, self.loss_mean, self.grad_norm_mean = zero, zero, zero
         self.first_nonfinite, self.first_spike = zero, zero  # 0: none yet
+        self.high_grad_norm_steps = zero  # in a row
 
     def record(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
         self.step = self.step + 1
         finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
         nonfinite = ~torch.isfinite(loss) if self.grads_may_overflow else ~finite
-        spike = torch.zeros_like(finite)
+        judged = finite & (self.seen > 0)
+        high_loss = torch.zeros_like(finite)
         if self.loss_spike is not None:
-            spike |= loss > self.loss_spike * self.loss_mean
+            high_loss = judged & (loss > self.loss_spike * self.loss_mean)
+        high_grad_norm = torch.zeros_like(finite)
         if self.grad_norm_spike is not None:
-            spike |= grad_norm > self.grad_norm_spike * self.grad_norm_mean
-        spike &= finite & (self.seen > 0)
+            high_grad_norm = judged & (grad_norm > self.grad_norm_spike * self.grad_norm_mean)
+        self.high_grad_norm_steps = torch.where(high_grad_norm, self.high_grad_norm_steps + 1, 0)
+        spike = high_loss | (self.high_grad_norm_steps >= self.GRAD_NORM_SPIKE_STEPS)
         self.first_nonfinite = self._first(self.first_nonfinite, nonfinite)
         self.first_spike = self._first(self.first_spike, spike)
-        # Only healthy steps move the running means.
-        healthy = finite & ~spike
+        # Only ordinary steps move the running means: an outlier would drag them along.
+        healthy = finite & ~high_loss & ~high_grad_norm
         self.loss_mean = self._mean(self.loss_mean, loss, healthy)
         self.grad_norm_mean = self._mean(self.grad_norm_mean, grad_norm, healthy)
         self.seen = self.seen + healthy
@@ -181,9 +187,10 @@ class Watchdog:
             problem = f"the loss is not finite at step {nonfinite_at:.0f} (its update was skipped)"
         elif spike_at:
             problem = (
-                f"training is diverging: at step {spike_at:.0f} the loss or gradient norm jumped"
-                f" far above its running mean (training.loss_spike: {self.loss_spike},"
-                f" training.grad_norm_spike: {self.grad_norm_spike})"
+                f"training is diverging: at step {spike_at:.0f} the loss jumped far above its"
+                f" running mean (training.loss_spike: {self.loss_spike}), or the gradient norm"
+                f" had stayed far above its own for {self.GRAD_NORM_SPIKE_STEPS} steps"
+                f" (training.grad_norm_spike: {self.grad_norm_spike})"
             )
         else:
             return None
