@@ -117,6 +117,7 @@ def build_model(config_file: Path, out: Path, tiny: bool) -> None:
     """Random bf16 weights of a real (or, with tiny, 2-layer) shape, plus a tokenizer."""
     import torch
     import transformers
+    from chat_tokenizer import chat_tokenizer
 
     config = json.loads(config_file.read_text())
     if tiny:
@@ -129,7 +130,9 @@ def build_model(config_file: Path, out: Path, tiny: bool) -> None:
             "head_dim": 16,
             "vocab_size": 512,
         }
-    tokenizer = build_tokenizer()
+    tokenizer = chat_tokenizer(
+        [text(2000, seed) for seed in range(50)], vocab_size=300, pad_token="<|endoftext|>"
+    )
     config |= {
         "eos_token_id": tokenizer.eos_token_id,
         "bos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
@@ -147,31 +150,6 @@ def build_model(config_file: Path, out: Path, tiny: bool) -> None:
     model.save_pretrained(out, max_shard_size="5GB")
     tokenizer.save_pretrained(out)
     print(f"built {sum(p.numel() for p in model.parameters()):,} parameters -> {out}")
-
-
-def build_tokenizer():
-    """A ~300-token byte-level BPE with Qwen2.5's chat template and special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-    from trl.chat_template_utils import qwen2_5_chat_template
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator([text(2000, seed) for seed in range(50)], trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=["<|im_start|>"],
-        chat_template=qwen2_5_chat_template,
-        model_input_names=["input_ids", "attention_mask"],
-    )
 
 
 def text(chars: int, seed: int) -> str:

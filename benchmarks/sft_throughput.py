@@ -36,11 +36,11 @@ import torch
 import transformers
 import trl
 import yaml
+from chat_tokenizer import chat_tokenizer
 from transformers import TrainerCallback
 
 # 980 three-letter words: a pre-tokenizer keeps each whole, so each is one token once learned.
 WORDS = ["".join(letters) for letters in product("bdfgklmnprstvz", "aeiou", "bdfgklmnprstvz")]
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 QWEN2_5_0_5B = {  # Qwen/Qwen2.5-0.5B's config.json
     "vocab_size": 151936,
     "hidden_size": 896,
@@ -66,35 +66,12 @@ TINY = {
 # ---- setup: model, tokenizer, data, rendered projects (in the parent process) ----
 
 
-def build_tokenizer():
-    """A byte-level BPE (as the projects' smoke tests build) that keeps each word whole."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-    from trl.chat_template_utils import qwen2_5_chat_template
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=2048,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator([" ".join(WORDS)] * 10, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token="<|im_end|>",
-        additional_special_tokens=["<|endoftext|>", "<|im_start|>"],
-        chat_template=qwen2_5_chat_template,
-        model_input_names=["input_ids", "attention_mask"],
-    )
-
-
 def build_model(out: Path, shape: dict) -> Path:
     """Random weights in Qwen2.5-0.5B's shape (or the tiny one), saved in fp32 with a tokenizer."""
     from transformers import AutoModelForCausalLM, Qwen2Config
 
-    tokenizer = build_tokenizer()
+    # Words kept whole, about one token each.
+    tokenizer = chat_tokenizer([" ".join(WORDS)] * 10, vocab_size=2048)
     config = Qwen2Config(
         **shape,
         bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from combinations import valid_combinations
-from rendered import calls, config, function, keywords, tree
+from rendered import calls, config, function, tree
 from trl import SFTConfig
 
 TASK = "sft"
@@ -56,40 +56,7 @@ def test_r_loss_mask_completion_only_and_checked(project):
     assert set(row) == {"prompt", "completion"}
 
 
-def test_r_pad_token_set_from_eos(project):
-    # R-PAD-TOKEN: a tokenizer without a pad token gets eos before anything is padded.
-    build = function(tree(project), "build_trainer")
-    fixes = [
-        n
-        for n in ast.walk(build)
-        if isinstance(n, ast.If)
-        and "pad_token is None" in ast.unparse(n.test)
-        and "tokenizer.pad_token = tokenizer.eos_token" in ast.unparse(n)
-    ]
-    assert fixes
-    (trainer,) = calls(build, "SFTTrainer")
-    assert fixes[0].lineno < trainer.lineno
 
-
-def test_r_model_fits_task_instruct_model(project, scale):
-    # R-MODEL-FITS-TASK: chat SFT starts from an instruct/chat model, never gpt2.
-    name = config(project)["model"]["name"]
-    assert "instruct" in name.lower() or "chat" in name.lower(), name
-    assert "gpt2" not in name.lower()
-
-
-def test_r_lora_at_scale_and_r_trainable(project, scale):
-    # R-LORA-AT-SCALE: LoRA from medium up, full fine-tuning at small; R-TRAINABLE: counted.
-    module = tree(project)
-    (trainer,) = calls(module, "SFTTrainer")
-    has_peft = "peft_config" in keywords(trainer)
-    assert has_peft == (scale != "small")
-    assert ("lora" in config(project)) == (scale != "small")
-    main = function(module, "main")
-    assert "requires_grad" in ast.unparse(main)
-    assert any(
-        "trainable == 0" in ast.unparse(n.test) for n in ast.walk(main) if isinstance(n, ast.If)
-    )
 
 
 def test_r_memory_checkpointing_and_learning_rates(project, hardware, scale):

@@ -5,29 +5,18 @@ run real DDP with `torchrun --nproc_per_node 2` and gloo. The project's own
 tests/test_smoke.py asserts the outcomes (finite, moving loss; checkpoints; resume).
 """
 
-import os
 import shutil
 import subprocess
 import sys
 
 import pytest
 from combinations import valid_combinations
+from trainable import ENV
 
 # Every task x hardware at small scale, and every task at medium scale (its cuda render);
 # and pretraining with FSDP2 (multi-gpu, large), whose checkpoints are sharded (DCP).
 SMOKE = [c for c in valid_combinations() if c[2] == "small" or c[1:] == ("cuda", "medium")]
 SMOKE.append(("pretraining", "multi-gpu", "large"))
-
-# Offline, one thread per process: 2 cores are shared by xdist workers and DDP ranks.
-SMOKE_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "WANDB_MODE": "disabled",
-    "PYTHONUNBUFFERED": "1",
-}
-
 
 @pytest.mark.smoke
 @pytest.mark.parametrize("task, hardware, scale", SMOKE, ids=lambda v: v)
@@ -37,7 +26,7 @@ def test_generated_project_passes_its_own_smoke_test(render, tmp_path, task, har
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "default"],
         cwd=project,
-        env={**os.environ, **SMOKE_ENV},
+        env=ENV,
         capture_output=True,
         text=True,
         timeout=900,

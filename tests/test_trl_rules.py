@@ -89,3 +89,42 @@ def test_r_resume_and_r_data_validation(project):
     assert "resume_from_checkpoint" in keywords(train)
     loader = ast.unparse(function(module, "load_data"))
     assert "SCHEMA" in loader and "path" in loader and "SystemExit" in loader
+
+
+TRAINER = {"sft": "SFTTrainer", "dpo": "DPOTrainer"}
+
+
+def test_r_pad_token_set_from_eos(project, task):
+    # R-PAD-TOKEN: a tokenizer without a pad token gets eos before anything is padded.
+    build = function(tree(project), "build_trainer")
+    fixes = [
+        n
+        for n in ast.walk(build)
+        if isinstance(n, ast.If)
+        and "pad_token is None" in ast.unparse(n.test)
+        and "tokenizer.pad_token = tokenizer.eos_token" in ast.unparse(n)
+    ]
+    assert fixes
+    (trainer,) = calls(build, TRAINER[task])
+    assert fixes[0].lineno < trainer.lineno
+
+
+def test_r_model_fits_task_instruct_model(project):
+    # R-MODEL-FITS-TASK: chat SFT and DPO start from an instruct/chat model, never gpt2.
+    name = config(project)["model"]["name"]
+    assert "instruct" in name.lower() or "chat" in name.lower(), name
+    assert "gpt2" not in name.lower()
+
+
+def test_r_lora_at_scale_and_r_trainable(project, task, scale):
+    # R-LORA-AT-SCALE: LoRA from medium up, full fine-tuning at small; R-TRAINABLE: counted.
+    module = tree(project)
+    (trainer,) = calls(module, TRAINER[task])
+    has_peft = "peft_config" in keywords(trainer)
+    assert has_peft == (scale != "small")
+    assert ("lora" in config(project)) == (scale != "small")
+    main = function(module, "main")
+    assert "requires_grad" in ast.unparse(main)
+    assert any(
+        "trainable == 0" in ast.unparse(n.test) for n in ast.walk(main) if isinstance(n, ast.If)
+    )
