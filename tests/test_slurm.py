@@ -297,12 +297,23 @@ def test_a_job_signalled_by_slurm_saves_on_every_rank_exits_0_and_resumes(
     stop(project, job, slurm, signal="USR1")
     first, first_step = assert_saved_by_every_rank(project)
 
-    # Resubmitted as the log says, it continues from there; then a preemption's SIGTERM,
-    # sent to the batch shell as well as to the job steps (--full).
+    # Resubmitted as the log says, it continues from there; then the SIGTERM of a preemption
+    # with a grace period, which SLURM sends to the job steps too.
     job = submit(project, slurm, *LONG_RUN[task], "--resume")
-    output = stop(project, job, slurm, "--full", signal="TERM")
+    output = stop(project, job, slurm, signal="TERM")
     _, second_step = assert_saved_by_every_rank(project)
     assert second_step > first_step
     if task == "pretraining":
         assert f"resumed from {first} at step {first_step}" in output
     assert_resumed_after(project, first, first_step, second_step)
+
+
+@pytest.mark.smoke
+def test_a_signal_to_the_batch_shell_alone_reaches_every_worker(
+    slurm, render, tmp_path: Path
+) -> None:
+    """What --signal=B:USR1@300 sends: launch/slurm.sbatch passes it on to the job steps."""
+    project = ready(render("pretraining", "multi-gpu"), tmp_path / "pretraining")
+    job = submit(project, slurm, *LONG_RUN["pretraining"])
+    stop(project, job, slurm, "--batch", signal="USR1")
+    assert_saved_by_every_rank(project)
