@@ -152,6 +152,23 @@ def submit(project: Path, env: dict, *options: str) -> str:
     return result.stdout.strip().split(";")[0]
 
 
+def job_log(project: Path, job: str) -> Path:
+    """Where SLURM writes the job's output: the submission directory, a fresh project."""
+    return project / f"slurm-demo-{job}.out"
+
+
+def describe(project: Path, job: str, env: dict) -> str:
+    """What to look at when a job went wrong: its record, its log and the daemons' logs."""
+    log = job_log(project, job)
+    output = read(log)[-6000:] or f"no {log.name}"
+    root = Path(env["SLURM_CONF"]).parent
+    return f"{job_fields(job, env)}\n--- {log.name}\n{output}\n{logs(root)}"
+
+
+def read(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""
+
+
 def assert_trained(project: Path) -> None:
     out = project / "runs" / "out"
     if (project / "prepare_data.py").is_file():
@@ -181,28 +198,10 @@ def test_sbatch_trains_a_fresh_pretraining_and_fine_tuning_project(
             if fields.get("JobState") in FINISHED:
                 states[job] = fields
     for job, project in jobs.items():
-        # SLURM opened the log in the submission directory of a fresh project.
-        log = project / f"slurm-demo-{job}.out"
-        output = log.read_text()[-6000:] if log.is_file() else f"no {log.name}"
         fields = states.get(job, job_fields(job, slurm))
-        root = Path(slurm["SLURM_CONF"]).parent
-        detail = f"{fields}\n--- {log.name}\n{output}\n{logs(root)}"
-        assert fields.get("JobState") == "COMPLETED", detail
-        assert fields.get("ExitCode") == "0:0", detail
+        assert fields.get("JobState") == "COMPLETED", describe(project, job, slurm)
+        assert fields.get("ExitCode") == "0:0", describe(project, job, slurm)
         assert_trained(project)
-
-
-def job_log(project: Path, job: str) -> Path:
-    """Where SLURM writes the job's output: the submission directory, a fresh project."""
-    return project / f"slurm-demo-{job}.out"
-
-
-def describe(project: Path, job: str, env: dict) -> str:
-    """What to look at when a job went wrong: its record, its log and the daemons' logs."""
-    log = job_log(project, job)
-    output = log.read_text()[-6000:] if log.is_file() else f"no {log.name}"
-    root = Path(env["SLURM_CONF"]).parent
-    return f"{job_fields(job, env)}\n--- {log.name}\n{output}\n{logs(root)}"
 
 
 def wait_until_training(project: Path, job: str, env: dict) -> None:
@@ -213,10 +212,6 @@ def wait_until_training(project: Path, job: str, env: dict) -> None:
         assert state not in FINISHED, describe(project, job, env)
         assert time.monotonic() < deadline, describe(project, job, env)
         time.sleep(2)
-
-
-def read(path: Path) -> str:
-    return path.read_text() if path.is_file() else ""
 
 
 def wait_until_finished(project: Path, job: str, env: dict) -> dict[str, str]:
@@ -297,8 +292,8 @@ def test_a_job_signalled_by_slurm_saves_on_every_rank_exits_0_and_resumes(
     stop(project, job, slurm, signal="USR1")
     first, first_step = assert_saved_by_every_rank(project)
 
-    # Resubmitted as the log says, it continues from there; then the SIGTERM of a preemption
-    # with a grace period, which SLURM sends to the job steps too.
+    # Resubmitted as the log says, it continues from there (R-RESUME); then the SIGTERM of a
+    # preemption with a grace period, which SLURM sends to the job steps too.
     job = submit(project, slurm, *LONG_RUN[task], "--resume")
     output = stop(project, job, slurm, signal="TERM")
     _, second_step = assert_saved_by_every_rank(project)
