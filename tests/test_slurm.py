@@ -1,4 +1,5 @@
-"""The generated SLURM script runs on a real SLURM (R-MULTI-NODE).
+"""The generated SLURM script runs on a real SLURM (R-MULTI-NODE), and a job it runs survives
+the signals SLURM sends ahead of a time limit or on preemption (R-SAFE-INTERRUPT).
 
 A one-node cluster on this machine: munged, slurmctld and slurmd from Debian's slurm-wlm
 and munge packages (installed here when missing), with a generated CPU-only config. The
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_preemption import LONG_RUN
 from trainable import ENV, free_port, output_option, ready
 
 JOB_DEADLINE_S = 900
@@ -138,16 +140,33 @@ def job_fields(job_id: str, env: dict) -> dict[str, str]:
     return dict(field.split("=", 1) for field in shown.split() if "=" in field)
 
 
-def submit(project: Path, env: dict) -> str:
+def submit(project: Path, env: dict, *options: str) -> str:
     """sbatch launch/slurm.sbatch from the project root, as its README says; only the GPU
     and CPU counts differ, for a CPU node."""
     out = project / "runs" / "out"
     command = ["sbatch", "--parsable", "--gpus-per-node=0", "--cpus-per-task=1"]
-    command += ["launch/slurm.sbatch", output_option(project), str(out)]
+    command += ["launch/slurm.sbatch", output_option(project), str(out), *options]
     job_env = {**env, "NPROC_PER_NODE": "2", "CONFIG": "configs/smoke.yaml"}
     result = subprocess.run(command, cwd=project, env=job_env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.strip().split(";")[0]
+
+
+def job_log(project: Path, job: str) -> Path:
+    """Where SLURM writes the job's output: the submission directory, a fresh project."""
+    return project / f"slurm-demo-{job}.out"
+
+
+def describe(project: Path, job: str, env: dict) -> str:
+    """What to look at when a job went wrong: its record, its log and the daemons' logs."""
+    log = job_log(project, job)
+    output = read(log)[-6000:] or f"no {log.name}"
+    root = Path(env["SLURM_CONF"]).parent
+    return f"{job_fields(job, env)}\n--- {log.name}\n{output}\n{logs(root)}"
+
+
+def read(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""
 
 
 def assert_trained(project: Path) -> None:
@@ -179,12 +198,117 @@ def test_sbatch_trains_a_fresh_pretraining_and_fine_tuning_project(
             if fields.get("JobState") in FINISHED:
                 states[job] = fields
     for job, project in jobs.items():
-        # SLURM opened the log in the submission directory of a fresh project.
-        log = project / f"slurm-demo-{job}.out"
-        output = log.read_text()[-6000:] if log.is_file() else f"no {log.name}"
         fields = states.get(job, job_fields(job, slurm))
-        root = Path(slurm["SLURM_CONF"]).parent
-        detail = f"{fields}\n--- {log.name}\n{output}\n{logs(root)}"
-        assert fields.get("JobState") == "COMPLETED", detail
-        assert fields.get("ExitCode") == "0:0", detail
+        assert fields.get("JobState") == "COMPLETED", describe(project, job, slurm)
+        assert fields.get("ExitCode") == "0:0", describe(project, job, slurm)
         assert_trained(project)
+
+
+def wait_until_training(project: Path, job: str, env: dict) -> None:
+    """Wait until the job logs a training step (its signal handlers are installed by then)."""
+    deadline = time.monotonic() + JOB_DEADLINE_S
+    while not any(mark in read(job_log(project, job)) for mark in ("train_loss", "'loss'")):
+        state = job_fields(job, env).get("JobState")
+        assert state not in FINISHED, describe(project, job, env)
+        assert time.monotonic() < deadline, describe(project, job, env)
+        time.sleep(2)
+
+
+def wait_until_finished(project: Path, job: str, env: dict) -> dict[str, str]:
+    """The job's record once it has ended (scontrol keeps it for MinJobAge, 300 s: there is
+    no accounting database here for sacct)."""
+    deadline = time.monotonic() + JOB_DEADLINE_S
+    while (fields := job_fields(job, env)).get("JobState") not in FINISHED:
+        assert time.monotonic() < deadline, describe(project, job, env)
+        time.sleep(2)
+    return fields
+
+
+def stop(project: Path, job: str, env: dict, *scope: str, signal: str) -> str:
+    """scancel --signal while the job trains; the job must save, end COMPLETED with exit code
+    0:0 and say how to continue. Returns its log."""
+    wait_until_training(project, job, env)
+    command = ["scancel", *scope, f"--signal={signal}", job]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    fields = wait_until_finished(project, job, env)
+    detail = describe(project, job, env)
+    assert fields["JobState"] == "COMPLETED", detail
+    assert fields["ExitCode"] == "0:0", detail
+    output = job_log(project, job).read_text()
+    assert f"{signal}: saving a checkpoint after this step" in output, detail
+    assert "continue with --resume" in output, detail
+    assert "Traceback" not in output and "srun: error" not in output, detail
+    return output
+
+
+def newest_checkpoint(out: Path, prefix: str) -> tuple[Path, int]:
+    """The checkpoint directory `<prefix><step>` with the highest step, and its step."""
+    steps = {int(p.name.removeprefix(prefix)): p for p in out.glob(f"{prefix}[0-9]*") if p.is_dir()}
+    assert steps, f"no {prefix}* in {out}"
+    return steps[max(steps)], max(steps)
+
+
+def assert_saved_by_every_rank(project: Path) -> tuple[Path, int]:
+    """The newest checkpoint is complete: written by every rank, its completeness marker last.
+    Returns it and its step."""
+    out = project / "runs" / "out"
+    if (project / "prepare_data.py").is_file():
+        saved, step = newest_checkpoint(out, "ckpt_")
+        assert (saved / "manifest.json").is_file()  # rank 0 holds the whole DDP state
+        return saved, step
+    saved, step = newest_checkpoint(out, "checkpoint-")
+    ranks = {path.name for path in saved.glob("rng_state_*.pth")}
+    assert ranks == {"rng_state_0.pth", "rng_state_1.pth"}
+    assert (saved / "checksums.json").is_file()
+    return saved, step
+
+
+def assert_resumed_after(project: Path, first: Path, first_step: int, second_step: int) -> None:
+    """The resumed job went on from the step after checkpoint `first`, up to `second_step`:
+    no step repeated, none skipped."""
+    out = project / "runs" / "out"
+    if (project / "prepare_data.py").is_file():
+        records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records if "lr" in r] == list(range(1, second_step + 1))
+    else:
+        before = json.loads((first / "trainer_state.json").read_text())["log_history"]
+        second = out / f"checkpoint-{second_step}" / "trainer_state.json"
+        after = json.loads(second.read_text())["log_history"]
+        assert after[: len(before)] == before
+        resumed = [entry["step"] for entry in after[len(before) :] if "loss" in entry]
+        assert resumed == list(range(first_step + 1, second_step + 1))
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("task", ["pretraining", "sft"])
+def test_a_job_signalled_by_slurm_saves_on_every_rank_exits_0_and_resumes(
+    slurm, render, tmp_path: Path, task: str
+) -> None:
+    project = ready(render(task, "multi-gpu"), tmp_path / task)
+    # What --signal=USR1@300 in launch/slurm.sbatch makes SLURM send ahead of the time
+    # limit: SIGUSR1 to every process of the job steps, not to the batch shell.
+    job = submit(project, slurm, *LONG_RUN[task])
+    stop(project, job, slurm, signal="USR1")
+    first, first_step = assert_saved_by_every_rank(project)
+
+    # Resubmitted as the log says, it continues from there (R-RESUME); then the SIGTERM of a
+    # preemption with a grace period, which SLURM sends to the job steps too.
+    job = submit(project, slurm, *LONG_RUN[task], "--resume")
+    output = stop(project, job, slurm, signal="TERM")
+    _, second_step = assert_saved_by_every_rank(project)
+    assert second_step > first_step
+    if task == "pretraining":
+        assert f"resumed from {first} at step {first_step}" in output
+    assert_resumed_after(project, first, first_step, second_step)
+
+
+@pytest.mark.smoke
+def test_a_signal_to_the_batch_shell_alone_reaches_every_worker(
+    slurm, render, tmp_path: Path
+) -> None:
+    """What --signal=B:USR1@300 sends: launch/slurm.sbatch passes it on to the job steps."""
+    project = ready(render("pretraining", "multi-gpu"), tmp_path / "pretraining")
+    job = submit(project, slurm, *LONG_RUN["pretraining"])
+    stop(project, job, slurm, "--batch", signal="USR1")
+    assert_saved_by_every_rank(project)
