@@ -158,6 +158,8 @@ def test_inference_bar_counts_prompts_with_rate_and_eta(render, tiny_chat_model,
     # The elapsed and remaining time and the rate, as tqdm draws them.
     assert re.search(r"\[\d\d:\d\d<\d\d:\d\d, +[\d.]+(prompt/s|s/prompt)\]", states[-1]), states
     assert states[-1].startswith("generating: 100%") and f"{prompts}/{prompts}" in states[-1]
+    # The whole run's rate, on a line of its own (benchmarks/scale_check.py reads it).
+    assert re.search(rf"^{prompts} prompts in \d+s \([\d.]+ prompts/s\)$", result.stdout, re.M)
 
 
 def test_inference_bar_off_a_terminal_is_not_redrawn_each_batch(render, tiny_chat_model, tmp_path):
