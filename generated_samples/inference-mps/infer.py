@@ -16,6 +16,7 @@ os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import json
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
+from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
 from config import load_config
@@ -31,6 +33,12 @@ SCHEMA = (
     'one JSON object per line: {"id": <optional>, "prompt": "<text>"} or '
     '{"id": <optional>, "messages": [{"role": "user", "content": "<text>"}, ...]}'
 )
+
+
+def progress_bar(**options) -> tqdm:
+    """A tqdm bar, with rate and ETA. Off a terminal (CI, SLURM logs) it is redrawn at most
+    once a minute, not ten times a second."""
+    return tqdm(mininterval=0.1 if sys.stderr.isatty() else 60, **options)
 
 
 def read_prompts(path: str) -> list[dict]:
@@ -175,14 +183,19 @@ def write_generations(
     """Generate batch by batch, writing each input row plus its generation in input order."""
     output_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with output_file.open("w", encoding="utf-8") as out:
+    with (
+        output_file.open("w", encoding="utf-8") as out,
+        progress_bar(desc="generating", total=len(rows), unit="prompt", dynamic_ncols=True) as bar,
+    ):
         for first in range(0, len(rows), batch_size):
+            batch = rows[first : first + batch_size]
             texts = generate(prompt_ids[first : first + batch_size])
-            for row, text in zip(rows[first : first + batch_size], texts, strict=True):
+            for row, text in zip(batch, texts, strict=True):
                 out.write(json.dumps({**row, "generation": text}, ensure_ascii=False) + "\n")
             out.flush()  # finished batches survive an interrupted run
-            done, elapsed = min(first + batch_size, len(rows)), time.perf_counter() - start
-            print(f"{done}/{len(rows)} prompts, {elapsed:.0f}s ({done / elapsed:.2f} prompts/s)")
+            bar.update(len(batch))
+    seconds = time.perf_counter() - start  # the whole run's rate, for logs and benchmarks
+    print(f"{len(rows)} prompts in {seconds:.0f}s ({len(rows) / seconds:.2f} prompts/s)")
 
 
 def main() -> None:

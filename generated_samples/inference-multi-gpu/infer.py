@@ -15,13 +15,16 @@ parallel), with a replica per such group; across nodes, pipeline parallel on a R
 import json
 import multiprocessing
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
 from peft import PeftModel
+from tqdm import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, set_seed
 
 from config import load_config
@@ -35,6 +38,12 @@ LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLL
 # (engine.gpu_memory_utilization); the rest holds the KV cache that batches the prompts.
 WEIGHT_SHARE = 0.5
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def progress_bar(**options) -> tqdm:
+    """A tqdm bar, with rate and ETA. Off a terminal (CI, SLURM logs) it is redrawn at most
+    once a minute, not ten times a second."""
+    return tqdm(mininterval=0.1 if sys.stderr.isatty() else 60, **options)
 
 
 def read_prompts(path: str) -> list[dict]:
@@ -201,7 +210,10 @@ def vllm_engine(
 
     def generate(batch_ids: list[list[int]]) -> list[str]:
         prompts = [{"prompt_token_ids": ids} for ids in batch_ids]
-        outputs = llm.generate(prompts, params, lora_request=request)
+        # vLLM's own bar, per request within this call, under write_generations' bar over
+        # all the prompts; it goes away when the call is done.
+        progress = partial(progress_bar, leave=False)
+        outputs = llm.generate(prompts, params, lora_request=request, use_tqdm=progress)
         return [output.outputs[0].text for output in outputs]
 
     return generate
@@ -296,6 +308,9 @@ def run_replicas(
         args = (cfg, gpus, tensor_parallel, rows[share], prompt_ids[share], part)
         workers.append(context.Process(target=run_replica, args=args, name=f"replica {i}"))
         workers[-1].start()
+        # One progress bar on the screen, replica 0's (its share takes as long as the others'):
+        # the next replicas start with every tqdm bar off, vLLM's too.
+        os.environ["TQDM_DISABLE"] = "1"
     for worker in workers:
         worker.join()
     failed = [worker.name for worker in workers if worker.exitcode != 0]
@@ -362,14 +377,19 @@ def write_generations(
     """Generate batch by batch, writing each input row plus its generation in input order."""
     output_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with output_file.open("w", encoding="utf-8") as out:
+    with (
+        output_file.open("w", encoding="utf-8") as out,
+        progress_bar(desc="generating", total=len(rows), unit="prompt", dynamic_ncols=True) as bar,
+    ):
         for first in range(0, len(rows), batch_size):
+            batch = rows[first : first + batch_size]
             texts = generate(prompt_ids[first : first + batch_size])
-            for row, text in zip(rows[first : first + batch_size], texts, strict=True):
+            for row, text in zip(batch, texts, strict=True):
                 out.write(json.dumps({**row, "generation": text}, ensure_ascii=False) + "\n")
             out.flush()  # finished batches survive an interrupted run
-            done, elapsed = min(first + batch_size, len(rows)), time.perf_counter() - start
-            print(f"{done}/{len(rows)} prompts, {elapsed:.0f}s ({done / elapsed:.2f} prompts/s)")
+            bar.update(len(batch))
+    seconds = time.perf_counter() - start  # the whole run's rate, for logs and benchmarks
+    print(f"{len(rows)} prompts in {seconds:.0f}s ({len(rows) / seconds:.2f} prompts/s)")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
 
 from config import load_config
 from model import GPT, GPTConfig
@@ -132,10 +134,10 @@ class Watchdog:
     Each optimizer step it records, as tensors, the first step whose loss (or gradient
     norm) is not finite, and the first step whose loss jumps far above its running mean,
     or whose gradient norm has stayed far above its own for a few steps: a blow-up on its
-    way to NaN. A lone gradient-norm spike is routine, and clipping absorbs it. A step with non-finite gradients is
-    skipped by fused AdamW itself (`found_inf`), so no non-finite update is ever kept.
-    train() reads the record where it syncs anyway (logging, evaluation, checkpoints) and
-    stops before saving anything.
+    way to NaN. A lone gradient-norm spike is routine, and clipping absorbs it. A step
+    with non-finite gradients is skipped by fused AdamW itself (`found_inf`), so no
+    non-finite update is ever kept. train() reads the record where it syncs anyway
+    (logging, evaluation, checkpoints) and stops before saving anything.
     """
 
     # Running means: exponential, over about the last 50 steps. They start afresh on a
@@ -381,15 +383,46 @@ class Logger:
                 warnings.warn(f"W&B is off ({error}); logging to log.jsonl only", stacklevel=2)
 
     def info(self, message: str) -> None:
-        print(message, flush=True)
+        self.show(message)
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         """R-ITEM-LOGGING: Python floats only; json.dumps refuses tensors."""
         self.file.write(json.dumps({"step": step, **values}) + "\n")
         self.file.flush()
-        print(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()), flush=True)
+        self.show(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
         if self.wandb is not None:
             self.wandb.log(values, step=step)
+
+    @staticmethod
+    def show(message: str) -> None:
+        """A line above the progress bar, not through it; flushed, for logs that are files."""
+        with tqdm.external_write_mode():
+            print(message, flush=True)
+
+
+def duration(seconds: float) -> str:
+    """A length of time as people say it: 0.42s, 14m05s, 3h12m, 2d07h."""
+    if seconds < 60:
+        return f"{seconds:.2g}s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s"
+
+
+def run_estimate(seconds_per_step: float, max_steps: int, steps_left: int | None) -> str:
+    """One line: how long the configured run takes at the pace just measured."""
+    estimate = (
+        f"estimated run time: {duration(seconds_per_step * max_steps)} for {max_steps:,} steps"
+        f" at {seconds_per_step:.3g} s/step"
+    )
+    if steps_left is not None:  # a resumed run
+        estimate += f", {duration(seconds_per_step * steps_left)} of it left"
+    return estimate + ", plus evaluations and checkpoints"
 
 
 def stop_on_signal(log: Logger) -> threading.Event:
@@ -503,7 +536,21 @@ def train(cfg: dict, resume: str | None) -> None:
     watchdog = Watchdog(t, step, device)
     intervals = (cfg["logging"]["interval"], cfg["eval"]["interval"], cfg["checkpoint"]["interval"])
     # Throughput is timed between sync points, where the host has waited for the device.
+    # Two more sync points time the run's length: steps 3 to 5 of this session, after the
+    # first two have compiled the model; the host alone would time itself running ahead.
+    timing_points = (step + 2, step + 5)
     window_start, window_step = time.perf_counter(), step
+    # Rate and ETA from the first step, counted on the host: the bar never waits for the
+    # device. Off a terminal (CI, SLURM logs) it is redrawn once a minute, not ten
+    # times a second.
+    bar = tqdm(
+        desc="training",
+        total=t["max_steps"],
+        initial=step,
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=0.1 if sys.stderr.isatty() else 60,
+    )
     model.train()  # R-TRAIN-EVAL-MODE
     while step < t["max_steps"]:
         lr = lr_at(step, t)
@@ -530,21 +577,31 @@ def train(cfg: dict, resume: str | None) -> None:
         watchdog.record(loss_sum, grad_norm)
         step += 1
         progress["step"] = step
+        bar.update()
 
         # Sync points: the host waits for the device only to log, evaluate or save.
         stopping = stop.is_set()
-        if not stopping and step < t["max_steps"] and all(step % i for i in intervals):
+        if (
+            not stopping
+            and step < t["max_steps"]
+            and step not in timing_points
+            and all(step % i for i in intervals)
+        ):
             continue
         record = torch.stack([loss_sum, grad_norm, watchdog.first_nonfinite, watchdog.first_spike])
         train_loss, norm, nonfinite_at, spike_at = record.tolist()
         problem = watchdog.verdict(nonfinite_at, spike_at, last_checkpoint)
         if problem:  # R-NAN-GUARD: before anything is logged or saved
+            bar.close()
             raise SystemExit(problem)
+        seconds_per_step = (time.perf_counter() - window_start) / (step - window_step)
+        if step == timing_points[1]:
+            steps_left = t["max_steps"] - step if resume else None
+            log.info(run_estimate(seconds_per_step, t["max_steps"], steps_left))
 
         # R-LOG-AFTER-STEP: metrics after the optimizer step, under the global step.
         if step % cfg["logging"]["interval"] == 0:
-            seconds = time.perf_counter() - window_start
-            tokens_per_s = tokens_per_step * (step - window_step) / seconds
+            tokens_per_s = tokens_per_step / seconds_per_step
             metrics = {
                 "train_loss": train_loss,
                 "lr": lr,
@@ -571,9 +628,11 @@ def train(cfg: dict, resume: str | None) -> None:
             remove_old_checkpoints(out_dir, cfg["checkpoint"]["keep_last"])
             log.info(f"saved {last_checkpoint}{' (best so far)' if best else ''}")
         if stopping:
+            bar.close()
             log.info(f"stopped at step {step}; continue with --resume")
             return
         window_start, window_step = time.perf_counter(), step
+    bar.close()
 
     # The trained weights alone, as safetensors (R-SAFE-LOAD).
     save_file(raw_model.state_dict(), out_dir / "model.safetensors")
