@@ -3,6 +3,7 @@ one clear message naming the file, key or flag, a non-zero exit, and no tracebac
 
 Each case runs the rendered project's entry point as a user would, with the smoke config.
 These failures happen before any model is loaded, so a task's cases run side by side.
+`--debug` adds the traceback; on multi-gpu, torchrun adds one line naming the failed rank.
 """
 
 import json
@@ -253,7 +254,9 @@ def test_the_multi_gpu_launcher_reports_user_errors_without_a_traceback(render, 
     ],
     ids=["project error", "library error"],
 )
-def test_an_error_is_one_message_and_debug_adds_its_traceback(render, name, args, message, tmp_path):
+def test_an_error_is_one_message_and_debug_adds_the_traceback(
+    render, name, args, message, tmp_path
+):
     project = render(name, "cpu")
     args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
     command = [sys.executable, TASKS[name].entry, "--config", "configs/smoke.yaml", *args]
