@@ -271,3 +271,4 @@ def test_an_error_is_one_message_and_debug_adds_the_traceback(
         assert "run the same command with --debug" in plain.stderr
     assert debug.returncode == plain.returncode and message in debug.stderr, debug.stderr
     assert "Traceback" in debug.stderr
+    assert "Add `--debug`" in (project / "README.md").read_text()  # Troubleshooting says so
