@@ -24,7 +24,7 @@ from copier.subproject import Subproject
 from plumbum import ProcessExecutionError
 
 from scaffold import __version__
-from scaffold.answers import collect
+from scaffold.answers import collect, inapplicable
 from scaffold.render import ANSWERS_FILE
 from scaffold.template_cache import (
     TemplateCacheError,
@@ -89,6 +89,9 @@ def update_project(
         # exactly as `scaffold new` would (e.g. --hardware cpu at medium scale is refused).
         kept = {k: v for k, v in recorded.items() if not k.startswith("_")}
         data = collect({**kept, **changes})
+        unused = inapplicable(changes, data)
+        if unused:
+            raise UpdateError(unused)
     worker_class = _RelocatedWorker if relocated else copier.Worker
     # Copier prints some notes to stderr even when quiet; a failure is reported as one
     # paragraph instead, so hold them back until the update has succeeded.

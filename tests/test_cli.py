@@ -104,12 +104,13 @@ def test_a_usage_error_is_one_line_that_points_at_help(tmp_path, args):
     assert "usage:" not in result.stderr
 
 
-def test_a_flag_that_does_not_apply_to_the_hardware_is_refused(tmp_path):
+@pytest.mark.parametrize("hardware", ["cpu", "mps", "cuda"])
+def test_a_flag_that_does_not_apply_to_the_hardware_is_refused(tmp_path, hardware):
     # copier.yml asks --gpus only for multi-gpu; silently dropping a typed flag would mislead.
     result = scaffold(
-        "new", "run", "--task", "sft", "--hardware", "cpu", "--gpus", "4", "--yes", cwd=tmp_path
-    )
-    assert_usage_error(result, "--gpus does not apply", "--hardware cpu", "multi-gpu")
+        "new", "run", "--task", "sft", "--hardware", hardware, "--gpus", "4", "--yes", cwd=tmp_path
+    )  # fmt: skip
+    assert_usage_error(result, "--gpus does not apply", f"--hardware {hardware}", "multi-gpu")
     assert len(error_lines(result)) == 1, result.stderr
     assert list(tmp_path.iterdir()) == []
 

@@ -135,3 +135,30 @@ def test_the_docs_extra_builds_the_site_without_the_training_stack():
     assert {"mkdocs", "mkdocs-material"} <= names
     assert not names & {"torch", "transformers", "trl"}
     assert 'pip install -e ".[docs]"' in (REPO / "README.md").read_text()
+
+
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+URL = re.compile(r"https?://[^\s)>\"'`]+")
+# Checked by hand to exist; a new external link in a README needs the same before it goes here.
+KNOWN_URLS = {"https://docs.vllm.ai"}
+
+
+def readmes() -> list[Path]:
+    """scaffold's README and every sample project's README and RULES.md (the docs pages
+    themselves are the strict build's to check)."""
+    found = [REPO / "README.md"]
+    for sample in SAMPLE_DIRS:
+        found += [sample / "README.md", sample / "RULES.md"]
+    return found
+
+
+@pytest.mark.parametrize("readme", readmes(), ids=lambda p: str(p.relative_to(REPO)))
+def test_no_readme_links_to_a_place_that_does_not_exist(readme):
+    text = readme.read_text()
+    for url in URL.findall(text):
+        assert url in KNOWN_URLS, f"{readme.name} links {url}: check it exists, then list it"
+    for target in MARKDOWN_LINK.findall(text):
+        path = target.split("#", 1)[0]
+        if URL.match(target) or not path:  # checked above, or a heading on the same page
+            continue
+        assert (readme.parent / path).exists(), f"{readme.name} links {target}"

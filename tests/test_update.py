@@ -253,6 +253,17 @@ def test_an_impossible_answer_change_is_refused_before_touching_anything(edited_
     assert tree_digest(project) == before
 
 
+def test_a_flag_that_does_not_apply_to_the_project_is_refused(edited_project):
+    # The project is for a CPU: copier would drop --gpus silently.
+    _, project = edited_project
+    before = tree_digest(project)
+    result = scaffold_cli("update", "--yes", "--gpus", "4", cwd=project)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--gpus does not apply" in result.stderr and "--hardware cpu" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert tree_digest(project) == before
+
+
 def test_update_refuses_what_it_cannot_update(edited_project, tmp_path):
     _, project = edited_project
     plain = tmp_path / "plain"

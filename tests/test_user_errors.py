@@ -3,6 +3,7 @@ one clear message naming the file, key or flag, a non-zero exit, and no tracebac
 
 Each case runs the rendered project's entry point as a user would, with the smoke config.
 These failures happen before any model is loaded, so a task's cases run side by side.
+`--debug` adds the traceback; on multi-gpu, torchrun adds one line naming the failed rank.
 """
 
 import json
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from trainable import ENV, rendezvous
 
 
 @dataclass
@@ -185,9 +187,11 @@ def data_cases(name: str, task: Task) -> list[Case]:
     return cases
 
 
-def run_cases(command: list[str], project: Path, cases: list[Case], tmp_path: Path) -> list[str]:
+def run_cases(
+    command: list[str], project: Path, cases: list[Case], tmp_path: Path, env: dict | None = None
+) -> list[str]:
     """Start every case at once, then collect what each failed to show."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**(env or os.environ), "PYTHONWARNINGS": "ignore"}
     running = []
     for case in cases:
         case_dir = tmp_path / case.name.replace(" ", "_")
@@ -227,11 +231,44 @@ def test_every_user_error_is_one_clear_message(render, name, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["sft", "pretraining"])
-def test_the_multi_gpu_launcher_reports_config_errors_without_a_traceback(render, name, tmp_path):
-    """R-CONFIG: launch/torchrun.sh checks the config before torchrun starts any process."""
+def test_the_multi_gpu_launcher_reports_user_errors_without_a_traceback(render, name, tmp_path):
+    """R-CONFIG, R-DATA-VALIDATION: launch/torchrun.sh checks the config before torchrun starts
+    any process; a worker's data error is its own message, then one line from torchrun."""
     task = TASKS[name]
     project = render(name, "multi-gpu")
-    cases = [case for case in config_cases(task) if not case.files]
+    config = [case for case in config_cases(task) if not case.files]
+    # One case starts the workers: its rendezvous port is this test's own.
+    data = data_cases(name, task)[0]
+    data.expect.append("torchrun: rank ")
     command = ["env", "CONFIG=configs/smoke.yaml", "bash", "launch/torchrun.sh"]
-    problems = run_cases(command, project, cases, tmp_path)
+    env = {**ENV, **rendezvous()}
+    problems = run_cases(command, project, [*config, data], tmp_path, env)
     assert not problems, "\n\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    "name, args, message",
+    [
+        ("pretraining", ["--data.out_dir", "{tmp}/nothing"], "prepare_data.py"),  # the project's
+        ("sft", ["--model.name", "{tmp}/no-model"], "no-model"),  # a library's, naming it
+    ],
+    ids=["project error", "library error"],
+)
+def test_an_error_is_one_message_and_debug_adds_the_traceback(
+    render, name, args, message, tmp_path
+):
+    project = render(name, "cpu")
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    command = [sys.executable, TASKS[name].entry, "--config", "configs/smoke.yaml", *args]
+    plain, debug = (
+        subprocess.run(command + extra, cwd=project, env=ENV, capture_output=True, text=True)
+        for extra in ([], ["--debug"])
+    )
+    assert plain.returncode != 0 and message in plain.stderr, plain.stderr
+    assert "Traceback" not in plain.stderr, plain.stderr
+    if name == "sft":
+        assert "error: OSError" in plain.stderr
+        assert "run the same command with --debug" in plain.stderr
+    assert debug.returncode == plain.returncode and message in debug.stderr, debug.stderr
+    assert "Traceback" in debug.stderr
+    assert "Add `--debug`" in (project / "README.md").read_text()  # Troubleshooting says so
