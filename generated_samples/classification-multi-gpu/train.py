@@ -25,7 +25,7 @@ from transformers import (
     set_seed,
 )
 
-from config import load_config
+from config import load_config, run
 from interruptions import SaveAndStopOnSignal, checkpoint_to_resume, stop_with_the_launcher
 from jsonl import as_dataset, read_jsonl, same_form
 
@@ -157,4 +157,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

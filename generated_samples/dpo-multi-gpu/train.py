@@ -19,7 +19,7 @@ from datasets import DatasetDict
 from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, set_seed
 from trl import DPOConfig, DPOTrainer
 
-from config import load_config
+from config import load_config, run
 from interruptions import SaveAndStopOnSignal, checkpoint_to_resume, stop_with_the_launcher
 from jsonl import as_dataset, read_jsonl, same_form
 
@@ -163,4 +163,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

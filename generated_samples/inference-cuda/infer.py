@@ -22,7 +22,7 @@ from peft import PeftModel
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-from config import load_config
+from config import load_config, run
 
 SCHEMA = (
     'one JSON object per line: {"id": <optional>, "prompt": "<text>"} or '
@@ -270,4 +270,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

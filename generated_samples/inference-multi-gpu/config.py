@@ -8,12 +8,17 @@ value stays a string (`--training.eval_strategy no`). Unknown keys are errors.
 Every value is checked before anything runs: nulls, ranges below.
 Relative paths in the file resolve against the file's own directory, so a config works
 from any working directory; paths on the command line resolve against the working directory.
+
+A mistake stops the run with one message and exit status 2 (command line or config) or 1
+(anything else); add `--debug` to the same command to see the traceback as well.
 """
 
 import argparse
 import difflib
 import re
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -62,10 +67,34 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def run(main: Callable[[], None]) -> None:
+    """Run an entry point's `main`: any error is one message, with its traceback only
+    under --debug (the messages this project raises already name the file, key or flag)."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        main()
+    except SystemExit as err:
+        if debug and isinstance(err.code, str):  # a message: show where it was raised
+            traceback.print_exc()
+        raise
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as err:
+        if debug:
+            raise
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        print("(run the same command with --debug to see the traceback)", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 def load_config(argv: list[str] | None = None) -> tuple[dict[str, Any], argparse.Namespace]:
     """Parse the command line and return (config, args), every value checked."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True, help="YAML config file")
+    parser.add_argument("--debug", action="store_true", help="on an error, show its traceback")
     args, overrides = parser.parse_known_args(argv)
 
     config = _read(args.config)

@@ -27,7 +27,7 @@ from peft import PeftModel
 from tqdm import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, set_seed
 
-from config import load_config
+from config import load_config, run
 
 SCHEMA = (
     'one JSON object per line: {"id": <optional>, "prompt": "<text>"} or '
@@ -419,4 +419,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

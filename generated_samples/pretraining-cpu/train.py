@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from config import load_config
+from config import load_config, run
 from model import GPT, GPTConfig
 
 
@@ -299,7 +299,10 @@ def find_checkpoint(resume: str, out_dir: Path) -> Path:
         return path
     others = (p for p in reversed(checkpoints(path.parent)) if p.resolve() != path.resolve())
     intact = next((p for p in others if damage(p) is None), None)
-    advice = f"; the newest intact checkpoint beside it is {intact}" if intact else ""
+    if intact:
+        advice = f"; the newest intact checkpoint beside it is {intact}"
+    else:
+        advice = f"; {out_dir} gets a checkpoint every checkpoint.interval steps"
     raise SystemExit(f"--resume: checkpoint {path} is {problem}{advice}")
 
 
@@ -507,7 +510,15 @@ def train(cfg: dict, resume: str | None) -> None:
     last_checkpoint = None
     if resume:
         last_checkpoint = find_checkpoint(resume, out_dir)
-        progress = load_checkpoint(last_checkpoint, raw_model, optimizer)
+        try:
+            progress = load_checkpoint(last_checkpoint, raw_model, optimizer)
+        except RuntimeError as err:
+            # It is intact (find_checkpoint checked it), so it was saved from another model.
+            raise SystemExit(
+                f"--resume: checkpoint {last_checkpoint} does not fit this model "
+                f"({str(err).strip().splitlines()[-1].strip().rstrip('.')}); resume with the model "
+                "section of the config it was saved with"
+            ) from None
         log.info(f"resumed from {last_checkpoint} at step {progress['step']}")
     if t["compile"]:
         model = torch.compile(model, mode=t["compile_mode"])
@@ -638,4 +649,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -26,7 +26,7 @@ from transformers import (
 )
 from trl import GRPOConfig, GRPOTrainer, RewardConfig, RewardTrainer
 
-from config import load_config
+from config import load_config, run
 from interruptions import SaveAndStopOnSignal, checkpoint_to_resume
 from jsonl import as_dataset, read_jsonl
 from rewards import length_penalty, repetition_penalty
@@ -227,4 +227,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -30,7 +30,7 @@ from transformers import (
 )
 from trl import GRPOConfig, GRPOTrainer, RewardConfig, RewardTrainer
 
-from config import load_config
+from config import load_config, run
 from interruptions import SaveAndStopOnSignal, checkpoint_to_resume, stop_with_the_launcher
 from jsonl import as_dataset, read_jsonl
 from rewards import length_penalty, repetition_penalty
@@ -267,4 +267,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

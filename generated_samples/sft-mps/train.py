@@ -24,7 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallb
 from trl import SFTConfig, SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from config import load_config
+from config import load_config, run
 from interruptions import SaveAndStopOnSignal, checkpoint_to_resume
 from jsonl import as_dataset, read_jsonl, same_form
 
@@ -170,4 +170,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -150,6 +150,14 @@ def test_resume_from_a_damaged_checkpoint_names_it_and_the_intact_one(data, full
     assert "Traceback" not in result.stderr
 
 
+def test_resume_from_another_models_checkpoint_says_so(data, full_run, tmp_path):
+    checkpoint = full_run / "ckpt_000006"
+    result = train_may_fail(data, tmp_path, "--model.block_size", "32", "--resume", str(checkpoint))
+    assert result.returncode != 0
+    assert f"--resume: checkpoint {checkpoint} does not fit this model" in result.stderr
+    assert "model section" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 def test_sigterm_saves_a_checkpoint_and_resume_continues(data, tmp_path):
     cmd = [*LAUNCH, "train.py", "--config", str(CONFIG), "--data.out_dir", str(data)]
     cmd += ["--training.out_dir", str(tmp_path), "--training.max_steps", "100000"]

@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "smoke.yaml"
-LAUNCH = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
+# torchrun, reporting a failed worker in one line (launch/torchrun.sh runs the same).
+LAUNCH = [sys.executable, "launch/torchrun.py", "--nproc_per_node", "2", "--standalone"]
 # These tests train on the CPU, where a resumed run must match bit for bit (R-RESUME);
 # test_trains_on_the_gpu runs the same config on the GPUs, where there are some.
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
@@ -147,6 +148,15 @@ def test_resume_from_a_damaged_checkpoint_names_it_and_the_intact_one(data, full
     assert result.returncode != 0
     message = f"--resume: checkpoint {bad} is corrupted"
     assert message in result.stderr and str(run / "ckpt_000006") in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_resume_from_another_models_checkpoint_says_so(data, full_run, tmp_path):
+    checkpoint = full_run / "ckpt_000006"
+    result = train_may_fail(data, tmp_path, "--model.block_size", "32", "--resume", str(checkpoint))
+    assert result.returncode != 0
+    assert f"--resume: checkpoint {checkpoint} does not fit this model" in result.stderr
+    assert "model section" in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
 def test_sigterm_saves_a_checkpoint(data, tmp_path):

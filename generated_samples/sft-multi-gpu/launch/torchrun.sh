@@ -16,12 +16,13 @@ python config.py --config "${CONFIG:-configs/train.yaml}" "$@" >/dev/null || exi
 
 # The workers stop when this script dies, even by SIGKILL: they watch LAUNCHER_PID.
 export LAUNCHER_PID=$$
+# launch/torchrun.py is torchrun reporting a failed worker in one line, not a traceback.
 # torchrun would answer a stop signal by killing the workers after a 30 s grace period
 # and exiting 1. It ignores them here; this script hands each one to the workers (torchrun
 # starts them in their own sessions), which take as long as their step and save need.
 (
   trap '' TERM INT USR1
-  exec torchrun \
+  exec python launch/torchrun.py \
     --nnodes "${NNODES:-1}" \
     --nproc_per_node "${NPROC_PER_NODE:-8}" \
     --rdzv_id "${RDZV_ID:-sft-multi-gpu}" \
