@@ -73,9 +73,6 @@ def test_r_data_validation_preference_schema(project):
     assert '"chosen"' in source and '"rejected"' in source
 
 
-
-
-
 def test_r_memory_checkpointing_and_learning_rates(project, hardware, scale):
     # R-MEMORY: activation checkpointing on at larger scales (FSDP's own at large); TRL's
     # default (on) is overridden explicitly at small. Learning rates suit the method.

@@ -56,9 +56,6 @@ def test_r_loss_mask_completion_only_and_checked(project):
     assert set(row) == {"prompt", "completion"}
 
 
-
-
-
 def test_r_memory_checkpointing_and_learning_rates(project, hardware, scale):
     # R-MEMORY: activation checkpointing on at larger scales (FSDP's own at large); TRL's
     # default (on) is overridden explicitly at small. Learning rates suit the method.

@@ -18,6 +18,7 @@ from trainable import ENV
 SMOKE = [c for c in valid_combinations() if c[2] == "small" or c[1:] == ("cuda", "medium")]
 SMOKE.append(("pretraining", "multi-gpu", "large"))
 
+
 @pytest.mark.smoke
 @pytest.mark.parametrize("task, hardware, scale", SMOKE, ids=lambda v: v)
 def test_generated_project_passes_its_own_smoke_test(render, tmp_path, task, hardware, scale):
