@@ -1,7 +1,10 @@
 """Multi-GPU projects launch with torchrun and SLURM on any number of nodes (R-MULTI-NODE)."""
 
+import os
 import shlex
 import subprocess
+import sys
+import textwrap
 
 import pytest
 from combinations import valid_combinations
@@ -58,3 +61,48 @@ def test_torchrun_leaves_stop_signals_to_the_launcher_script(render, task, hardw
     assert "trap '' TERM INT USR1" in script
     assert "--signals_to_handle SIGHUP,SIGQUIT" in script
     assert "export LAUNCHER_PID=$$" in script
+
+
+ENTRY_POINT = textwrap.dedent("""
+    import sys
+
+    import torch.distributed as dist
+    from config import run
+
+    destroy = dist.destroy_process_group
+
+    def destroy_and_say_so(*args, **kwargs):
+        destroy(*args, **kwargs)
+        print("process group destroyed", flush=True)
+
+    dist.destroy_process_group = destroy_and_say_so
+
+    def main():
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        print("trained", flush=True)
+        if sys.argv[1] == "fail":
+            raise SystemExit("a mistake in the config")
+
+    run(main)
+    print("the interpreter went on after a finished run", flush=True)
+    """)
+
+
+@pytest.mark.parametrize("task", ["classification", "sft", "dpo", "rlhf", "pretraining"])
+def test_multi_gpu_worker_leaves_its_process_group_and_skips_the_teardown(render, task, tmp_path):
+    """R-DDP-INIT: destroy_process_group before exit, however the run ends; a finished worker
+    then exits at once. Left to the interpreter's teardown, gloo's threads aborted finished
+    runs (SIGABRT) now and then, failing the job."""
+    project = render(task, "multi-gpu")
+    entry_point = tmp_path / "entry_point.py"
+    entry_point.write_text(ENTRY_POINT)
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    for ending, status in (("finish", 0), ("fail", 1)):
+        result = subprocess.run(
+            [sys.executable, entry_point, ending], env=env, capture_output=True, text=True
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode == status, output
+        assert result.stdout.startswith("trained\nprocess group destroyed\n"), output
+        assert "went on" not in output, output  # a finished worker exits within run()
+    assert "a mistake in the config" in output  # the failed run's message

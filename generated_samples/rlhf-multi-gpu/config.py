@@ -19,6 +19,7 @@ import argparse
 import difflib
 import enum
 import functools
+import os
 import re
 import sys
 import traceback
@@ -89,7 +90,7 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def run(main: Callable[[], None]) -> None:
+def run(main: Callable[[], None]) -> NoReturn:
     """Run an entry point's `main`: any error is one message, with its traceback only
     under --debug (the messages this project raises already name the file, key or flag)."""
     debug = "--debug" in sys.argv[1:]
@@ -110,6 +111,22 @@ def run(main: Callable[[], None]) -> None:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         print("(run the same command with --debug to see the traceback)", file=sys.stderr)
         raise SystemExit(1) from None
+    finally:
+        leave_process_group()
+    # Finished: exit without the interpreter's teardown, for the same reason.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def leave_process_group() -> None:
+    """R-DDP-INIT: destroy the process group (whoever set it up) before the interpreter
+    exits, however the run ended. Left to the interpreter's teardown, the communication
+    threads can outlive Python and abort a finished worker now and then (SIGABRT,
+    "terminate called without an active exception"): the launcher reports a failed job."""
+    dist = sys.modules.get("torch.distributed")  # imported by the entry point, if it got that far
+    if dist is not None and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def load_config(argv: list[str] | None = None) -> tuple[dict[str, Any], argparse.Namespace]:
