@@ -64,10 +64,13 @@ def test_torchrun_leaves_stop_signals_to_the_launcher_script(render, task, hardw
 
 
 ENTRY_POINT = textwrap.dedent("""
+    import atexit
     import sys
 
     import torch.distributed as dist
     from config import run
+
+    atexit.register(lambda: print("exit hooks ran", flush=True))  # as W&B's last sync
 
     destroy = dist.destroy_process_group
 
@@ -91,8 +94,8 @@ ENTRY_POINT = textwrap.dedent("""
 @pytest.mark.parametrize("task", ["classification", "sft", "dpo", "rlhf", "pretraining"])
 def test_multi_gpu_worker_leaves_its_process_group_and_skips_the_teardown(render, task, tmp_path):
     """R-DDP-INIT: destroy_process_group before exit, however the run ends; a finished worker
-    then exits at once. Left to the interpreter's teardown, gloo's threads aborted finished
-    runs (SIGABRT) now and then, failing the job."""
+    then runs the exit hooks and exits without the interpreter's teardown. Left to that
+    teardown, gloo's threads aborted finished runs (SIGABRT) now and then, failing the job."""
     project = render(task, "multi-gpu")
     entry_point = tmp_path / "entry_point.py"
     entry_point.write_text(ENTRY_POINT)
@@ -105,4 +108,5 @@ def test_multi_gpu_worker_leaves_its_process_group_and_skips_the_teardown(render
         assert result.returncode == status, output
         assert result.stdout.startswith("trained\nprocess group destroyed\n"), output
         assert "went on" not in output, output  # a finished worker exits within run()
+        assert "exit hooks ran" in output, output
     assert "a mistake in the config" in output  # the failed run's message

@@ -16,6 +16,7 @@ A mistake stops the run with one message and exit status 2 (command line or conf
 """
 
 import argparse
+import atexit
 import difflib
 import enum
 import functools
@@ -102,7 +103,9 @@ def run(main: Callable[[], None]) -> NoReturn:
         raise SystemExit(1) from None
     finally:
         leave_process_group()
-    # Finished: exit without the interpreter's teardown, for the same reason.
+    # Finished: exit without the interpreter's teardown, for the same reason, once the exit
+    # hooks that matter have run while Python is whole (W&B's or MLflow's last sync, logging).
+    atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
