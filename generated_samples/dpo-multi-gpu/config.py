@@ -101,24 +101,22 @@ def run(main: Callable[[], None]) -> NoReturn:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         print("(run the same command with --debug to see the traceback)", file=sys.stderr)
         raise SystemExit(1) from None
-    finally:
-        leave_process_group()
-    # Finished: exit without the interpreter's teardown, for the same reason, once the exit
-    # hooks that matter have run while Python is whole (W&B's or MLflow's last sync, logging).
+    exit_finished_worker()
+
+
+def exit_finished_worker() -> NoReturn:
+    """R-DDP-INIT: a finished worker destroys the process group (whoever set it up) and exits
+    without the interpreter's teardown, once the exit hooks that matter have run while Python
+    is whole (W&B's or MLflow's last sync, logging). Left to the teardown, the communication
+    threads aborted finished workers now and then (SIGABRT, "terminate called without an
+    active exception"), and the launcher reported a failed job."""
+    dist = sys.modules.get("torch.distributed")  # imported by the entry point
+    if dist is not None and dist.is_initialized():
+        dist.destroy_process_group()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-def leave_process_group() -> None:
-    """R-DDP-INIT: destroy the process group (whoever set it up) before the interpreter
-    exits, however the run ended. Left to the interpreter's teardown, the communication
-    threads can outlive Python and abort a finished worker now and then (SIGABRT,
-    "terminate called without an active exception"): the launcher reports a failed job."""
-    dist = sys.modules.get("torch.distributed")  # imported by the entry point, if it got that far
-    if dist is not None and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def load_config(argv: list[str] | None = None) -> tuple[dict[str, Any], argparse.Namespace]:
