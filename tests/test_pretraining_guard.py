@@ -6,34 +6,22 @@ rate trains on. Real runs of a rendered CPU project; the watchdog's record is ch
 import importlib.util
 import json
 import math
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
+from trainable import ready, run_smoke
 
-ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 THRESHOLDS = {"loss_spike": 1.5, "grad_norm_spike": 10.0}
-
-
-def run(project: Path, script: str, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, script, "--config", "configs/smoke.yaml", *args]
-    return subprocess.run(cmd, cwd=project, env=ENV, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def project(render, tmp_path_factory) -> Path:
     """A cpu pretraining project with its smoke data prepared."""
-    target = tmp_path_factory.mktemp("guard") / "project"
-    shutil.copytree(render("pretraining", "cpu"), target)
-    prepared = run(target, "prepare_data.py")
-    assert prepared.returncode == 0, prepared.stderr
-    return target
+    return ready(render("pretraining", "cpu"), tmp_path_factory.mktemp("guard") / "project")
 
 
 @pytest.fixture
@@ -47,7 +35,7 @@ def train_py(project, monkeypatch) -> ModuleType:
 
 
 def train(project: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
-    return run(project, "train.py", "--training.out_dir", str(out), *args)
+    return run_smoke(project, "train.py", "--training.out_dir", str(out), *args)
 
 
 def losses(out: Path) -> list[float]:

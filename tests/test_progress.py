@@ -6,9 +6,7 @@ Real runs of rendered CPU projects (their smoke configs); the bar's text is tqdm
 
 import ast
 import importlib.util
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +14,9 @@ from types import ModuleType
 
 import pytest
 from rendered import calls, function, keywords, tree
+from trainable import ENV, ready, run_smoke
 
-ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 ESTIMATE = re.compile(r"^estimated run time: \S+ for ([\d,]+) steps at [\d.e+-]+ s/step", re.M)
-
-
-def run(project: Path, script: str, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, script, "--config", "configs/smoke.yaml", *args]
-    return subprocess.run(cmd, cwd=project, env=ENV, capture_output=True, text=True, timeout=600)
 
 
 def bar_states(stderr: str, desc: str) -> list[str]:
@@ -34,17 +27,13 @@ def bar_states(stderr: str, desc: str) -> list[str]:
 @pytest.fixture(scope="module")
 def pretraining(render, tmp_path_factory) -> Path:
     """A cpu pretraining project with its smoke data prepared."""
-    target = tmp_path_factory.mktemp("progress") / "pretraining"
-    shutil.copytree(render("pretraining", "cpu"), target)
-    prepared = run(target, "prepare_data.py")
-    assert prepared.returncode == 0, prepared.stderr[-3000:]
-    return target
+    return ready(render("pretraining", "cpu"), tmp_path_factory.mktemp("progress") / "pretraining")
 
 
 @pytest.fixture(scope="module")
 def first_run(pretraining, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("progress") / "run"
-    result = run(pretraining, "train.py", "--training.out_dir", str(out))
+    result = run_smoke(pretraining, "train.py", "--training.out_dir", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     return result, out
 
@@ -80,7 +69,7 @@ def test_pretraining_log_lines_stay_whole_beside_the_bar(first_run):
 def test_resumed_pretraining_bar_starts_at_the_resumed_step(pretraining, first_run):
     _, out = first_run
     longer = ("--training.max_steps", "16", "--training.lr_decay_steps", "16")
-    result = run(pretraining, "train.py", "--training.out_dir", str(out), *longer, "--resume")
+    result = run_smoke(pretraining, "train.py", "--training.out_dir", str(out), *longer, "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
     states = bar_states(result.stderr, "training")
     assert "8/16" in states[0] and "16/16" in states[-1]
@@ -143,7 +132,7 @@ def tiny_chat_model(render, tmp_path_factory) -> Path:
 
 
 def infer(project: Path, model: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
-    return run(
+    return run_smoke(
         project, "infer.py", "--model.name", str(model), "--data.output_file", str(out), *args
     )
 

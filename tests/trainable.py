@@ -44,6 +44,14 @@ def output_option(project: Path) -> str:
     return "--training.out_dir" if pretraining else "--training.output_dir"
 
 
+def run_smoke(project: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    """One of the project's scripts on its smoke config, as a user runs it: CPU, offline."""
+    command = [sys.executable, script, "--config", SMOKE, *args]
+    return subprocess.run(
+        command, cwd=project, env=ENV, capture_output=True, text=True, timeout=600
+    )
+
+
 def free_port() -> int:
     """A free TCP port below the kernel's ephemeral range, which the many connections of a
     concurrent gloo run draw from: one of them could take an ephemeral port between this
