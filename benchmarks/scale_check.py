@@ -202,7 +202,9 @@ def synthetic_data(task: str, data: Path, n: int) -> dict[str, str]:
         }
     if task == "rlhf":
         prefs = [
-            {"prompt": text(200, i), "chosen": text(5000, i), "rejected": text(5000, -i - 1)}
+            # about 900 tokens of prompt + answer (the built tokenizer makes ~1 per 2
+            # characters): under max_length, which drops longer pairs
+            {"prompt": text(200, i), "chosen": text(1500, i), "rejected": text(1500, -i - 1)}
             for i in range(n)
         ]
         prompts = [{"prompt": text(1500, i)} for i in range(n)]
@@ -235,7 +237,9 @@ def scale_check_config(row: dict, project: Path, model_dir: Path, steps: int, ti
 
     task, world = row["answers"]["task"], row["world"]
     cfg = yaml.safe_load((project / "configs" / "train.yaml").read_text())
-    files = synthetic_data(task, project / "scale-data", n=max(256, 64 * world))
+    # Inference: two generate calls' worth per GPU (random weights rarely stop early).
+    n = 2 * cfg["generation"]["batch_size"] * world if task == "inference" else max(256, 64 * world)
+    files = synthetic_data(task, project / "scale-data", n=n)
     model = str(model_dir.resolve())
     if task == "pretraining":
         cfg["data"]["out_dir"] = files["out_dir"]
@@ -264,11 +268,14 @@ def scale_check_config(row: dict, project: Path, model_dir: Path, steps: int, ti
         cfg["data"].update(train_file=files["train"], validation_file=files["validation"])
         cfg["training"].update(max_steps=steps, report_to="none")
     if tiny:  # plumbing only: short sequences, no accumulation, on the CPU
-        for section in ("training", "reward_training", "policy_training"):
+        # GRPO keeps its accumulation: its generation batch must divide by num_generations.
+        for section in ("training", "reward_training"):
             if section in cfg and "gradient_accumulation_steps" in cfg[section]:
                 cfg[section]["gradient_accumulation_steps"] = 1
-                if "max_length" in cfg[section]:
-                    cfg[section]["max_length"] = 256
+        if "max_length" in cfg.get("training", {}):
+            cfg["training"]["max_length"] = 256
+        if "policy_training" in cfg:
+            cfg["policy_training"]["max_completion_length"] = 32
     path = project / "configs" / "scale-check.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
