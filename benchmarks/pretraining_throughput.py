@@ -37,13 +37,23 @@ VARIANTS = {
     "eager (compile off)": {"training.compile": "false"},
     "compiled, unchunked cross-entropy": {"model.loss_chunk_size": 0},
     "compiled, chunked cross-entropy (default)": {},
-    "default, half the micro-batch": {"half_batch": True},
+    "default, half the micro-batch": {"batch_factor": 0.5},
+    "default, PyTorch's attention kernel (flash)": {"model.attention_kernel": "null"},
     "default, compile max-autotune-no-cudagraphs": {
         "training.compile_mode": "max-autotune-no-cudagraphs"
     },
     "default, compile max-autotune (CUDA graphs)": {"training.compile_mode": "max-autotune"},
+    "unchunked, twice the micro-batch": {"model.loss_chunk_size": 0, "batch_factor": 2},
+    "unchunked, compile max-autotune-no-cudagraphs": {
+        "model.loss_chunk_size": 0,
+        "training.compile_mode": "max-autotune-no-cudagraphs",
+    },
+    "unchunked, compile max-autotune (CUDA graphs)": {
+        "model.loss_chunk_size": 0,
+        "training.compile_mode": "max-autotune",
+    },
 }
-DEFAULT_VARIANTS = list(VARIANTS)[:4]
+DEFAULT_VARIANTS = list(VARIANTS)[:5]
 # --tiny: a 2-layer model, uncompiled (compiling on a CPU takes minutes and proves little here).
 TINY = {
     "model.preset": "tiny",
@@ -80,8 +90,8 @@ def overrides_for(project: Path, variant: dict, args: argparse.Namespace, out: P
     batch, accum = cfg["batch_size"], args.accum or cfg["grad_accum_steps"]
     if args.tiny:
         batch = TINY["training.batch_size"]
-    if variant.get("half_batch"):
-        batch, accum = max(1, batch // 2), accum * 2  # the same tokens per optimizer step
+    factor = variant.get("batch_factor", 1)  # the same tokens per optimizer step
+    batch, accum = max(1, int(batch * factor)), max(1, int(accum / factor))
     overrides = {
         **(TINY if args.tiny else {}),
         "data.out_dir": args.data_dir,
@@ -99,7 +109,7 @@ def overrides_for(project: Path, variant: dict, args: argparse.Namespace, out: P
     }
     if args.tiny:
         overrides["training.peak_tflops"] = "null"
-    overrides.update({k: v for k, v in variant.items() if k != "half_batch"})
+    overrides.update({k: v for k, v in variant.items() if k != "batch_factor"})
     if args.tiny:
         overrides["training.compile"] = "false"
     return overrides
@@ -112,7 +122,7 @@ def train(project: Path, overrides: dict, nproc: int | None) -> dict:
         launch += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     args = [f"--{k}={v}" for k, v in overrides.items()]
     cmd = [*launch, "train.py", "--config", "configs/train.yaml", *args]
-    subprocess.run(cmd, cwd=project, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=project, check=True, stdout=subprocess.DEVNULL)  # stderr: the log
     lines = (Path(overrides["training.out_dir"]) / "log.jsonl").read_text().splitlines()
     timed = [r for r in map(json.loads, lines) if "tokens_per_s" in r][2:]
     if not timed:
@@ -138,8 +148,13 @@ def single_gpu(project: Path, args: argparse.Namespace, tmp: Path) -> None:
     rows = []
     for name in args.variants:
         overrides = overrides_for(project, VARIANTS[name], args, tmp / f"run-{len(rows)}")
-        rows.append((name, train(project, overrides, None)))
-        print(f"measured: {name}", file=sys.stderr, flush=True)
+        try:
+            rows.append((name, train(project, overrides, None)))
+        except subprocess.CalledProcessError as failed:  # the other variants still run
+            print(f"failed: {name}: exit {failed.returncode}", file=sys.stderr, flush=True)
+            continue
+        # Each row as it comes: a run cut short by a time limit still leaves its figures.
+        print(f"measured: {name}: {rows[-1][1]}", file=sys.stderr, flush=True)
     if args.baseline:
         overrides = overrides_for(args.baseline, {}, args, tmp / "run-baseline")
         rows.append((f"baseline: {args.baseline.name}", train(args.baseline, overrides, None)))
@@ -160,7 +175,7 @@ def scaling(project: Path, args: argparse.Namespace, tmp: Path) -> None:
     for n in args.gpus:
         overrides = overrides_for(project, {}, args, tmp / f"ddp-{n}")
         rows.append((f"{n} GPU{'s' if n > 1 else ''}", train(project, overrides, n)))
-        print(f"measured: DDP on {n}", file=sys.stderr, flush=True)
+        print(f"measured: DDP on {n}: {rows[-1][1]}", file=sys.stderr, flush=True)
     print("\nDDP scaling (tokens/s of all GPUs; MFU per GPU):")
     print("| GPUs | tokens/s | TFLOP/s per GPU | MFU | peak GiB | scaling |")
     print("|---|---|---|---|---|---|")

@@ -218,6 +218,9 @@ def compare(task: str, opts: argparse.Namespace, work: Path) -> None:
         "per_device_train_batch_size": 2 if opts.tiny else train_cfg["per_device_train_batch_size"],
         "gradient_accumulation_steps": 2 if opts.tiny else train_cfg["gradient_accumulation_steps"],
     }
+    if opts.batch:  # every contender at another micro-batch
+        size, accum = opts.batch
+        batch = {"per_device_train_batch_size": size, "gradient_accumulation_steps": accum}
     per_step = batch["per_device_train_batch_size"] * batch["gradient_accumulation_steps"]
     data = work / f"data-{task}"
     lengths = ((5, 40), (5, 60)) if opts.tiny else ((20, 400), (20, 1000))
@@ -239,6 +242,10 @@ def compare(task: str, opts: argparse.Namespace, work: Path) -> None:
         job_file.write_text(json.dumps(job))
         subprocess.run([sys.executable, __file__, "--job", str(job_file)], check=True)
         results[name] = json.loads(job_file.with_suffix(".out.json").read_text())
+        # Each contender as it comes: a run cut short by a time limit keeps its figures.
+        r = results[name]
+        print(f"measured: {name}: {r['tokens_per_s']:,.0f} tokens/s, peak {r['peak_gib']} GiB, "
+              f"loss {r['losses'][-1]:.4f}", flush=True)  # fmt: skip
 
     base = results["trl-defaults"]
     print(f"{'':20} {'tokens/s':>10} {'vs TRL':>7} {'peak GiB':>9} {'loss@end':>9} {'tokens':>9}")
@@ -271,6 +278,12 @@ def main() -> None:
         type=Path,
         help="use the projects in DIR/sft and DIR/dpo instead of rendering them (a GPU "
         "machine without scaffold: render them with `scaffold new NAME --hardware cuda`)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=lambda v: tuple(map(int, v.split("x"))),
+        metavar="SIZExACCUM",
+        help="per-device batch and accumulation for every contender (default: the project's)",
     )
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # one contender, internal
     opts = parser.parse_args()
