@@ -1,10 +1,11 @@
 """The generated SLURM script runs on a real SLURM (R-MULTI-NODE), and a job it runs survives
-the signals SLURM sends ahead of a time limit or on preemption (R-SAFE-INTERRUPT).
+the signals SLURM sends ahead of a time limit, on a real preemption and from scancel
+(R-SAFE-INTERRUPT).
 
 A one-node cluster on this machine: munged, slurmctld and slurmd from Debian's slurm-wlm
-and munge packages (installed here when missing), with a generated CPU-only config. The
-projects are fresh renders, submitted as a user would, with the GPU and CPU counts
-overridden for a CPU node (2 processes stand in for the GPUs).
+and munge packages (installed here when missing), with a generated CPU-only config whose
+partitions preempt one another. The projects are fresh renders, submitted as a user would,
+with the GPU and CPU counts overridden for a CPU node (2 processes stand in for the GPUs).
 """
 
 import getpass
@@ -22,7 +23,16 @@ from test_preemption import LONG_RUN
 from trainable import ENV, free_port, output_option, ready
 
 JOB_DEADLINE_S = 900
-FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"}
+FINISHED = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "PREEMPTED",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+}
+TRAINER_LONG_RUN = LONG_RUN["sft"]  # the same Trainer keys in classification and DPO
 
 
 def install_slurm() -> None:
@@ -35,6 +45,11 @@ def install_slurm() -> None:
     for command in (["apt-get", "update"], ["apt-get", "install", "-y", "slurm-wlm", "munge"]):
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+# A job in partition urgent preempts the jobs of the others (PreemptMode=CANCEL): at once in
+# debug (GraceTime=0, SLURM's default), after GRACE_TIME_S in graceful.
+GRACE_TIME_S = 120
 
 
 def slurm_conf(root: Path, socket_path: Path) -> str:
@@ -64,7 +79,11 @@ JobAcctGatherType=jobacct_gather/none
 MpiDefault=none
 ReturnToService=2
 NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} State=UNKNOWN
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=graceful Nodes=ALL MaxTime=INFINITE State=UP GraceTime={GRACE_TIME_S}
+PartitionName=urgent Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=2
 """
 
 
@@ -140,11 +159,12 @@ def job_fields(job_id: str, env: dict) -> dict[str, str]:
     return dict(field.split("=", 1) for field in shown.split() if "=" in field)
 
 
-def submit(project: Path, env: dict, *options: str) -> str:
+def submit(project: Path, env: dict, *options: str, partition: str = "debug") -> str:
     """sbatch launch/slurm.sbatch from the project root, as its README says; only the GPU
     and CPU counts differ, for a CPU node."""
     out = project / "runs" / "out"
     command = ["sbatch", "--parsable", "--gpus-per-node=0", "--cpus-per-task=1"]
+    command += [f"--partition={partition}"]
     command += ["launch/slurm.sbatch", output_option(project), str(out), *options]
     job_env = {**env, "NPROC_PER_NODE": "2", "CONFIG": "configs/smoke.yaml"}
     result = subprocess.run(command, cwd=project, env=job_env, capture_output=True, text=True)
@@ -224,16 +244,26 @@ def wait_until_finished(project: Path, job: str, env: dict) -> dict[str, str]:
     return fields
 
 
-def stop(project: Path, job: str, env: dict, *scope: str, signal: str) -> str:
-    """scancel --signal while the job trains; the job must save, end COMPLETED with exit code
-    0:0 and say how to continue. Returns its log."""
+def scancel(job: str, *scope: str, signal: str) -> list[str]:
+    return ["scancel", *scope, f"--signal={signal}", job]
+
+
+# An exclusive job in the partition of the highest priority: SLURM preempts whatever runs.
+PREEMPT = ["sbatch", "--partition=urgent", "--exclusive", "--output=/dev/null", "--wrap=true"]
+
+
+def stop(
+    project: Path, job: str, env: dict, command: list[str], *, signal: str, state: str = "COMPLETED"
+) -> str:
+    """Run `command` (scancel --signal, or a job that preempts this one) while the job trains;
+    the job must save, end in `state` with exit code 0:0 and say how to continue. Returns its
+    log."""
     wait_until_training(project, job, env)
-    command = ["scancel", *scope, f"--signal={signal}", job]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     fields = wait_until_finished(project, job, env)
     detail = describe(project, job, env)
-    assert fields["JobState"] == "COMPLETED", detail
+    assert fields["JobState"] == state, detail
     assert fields["ExitCode"] == "0:0", detail
     output = job_log(project, job).read_text()
     assert f"{signal}: saving a checkpoint after this step" in output, detail
@@ -289,13 +319,14 @@ def test_a_job_signalled_by_slurm_saves_on_every_rank_exits_0_and_resumes(
     # What --signal=USR1@300 in launch/slurm.sbatch makes SLURM send ahead of the time
     # limit: SIGUSR1 to every process of the job steps, not to the batch shell.
     job = submit(project, slurm, *LONG_RUN[task])
-    stop(project, job, slurm, signal="USR1")
+    stop(project, job, slurm, scancel(job, signal="USR1"), signal="USR1")
     first, first_step = assert_saved_by_every_rank(project)
 
-    # Resubmitted as the log says, it continues from there (R-RESUME); then the SIGTERM of a
-    # preemption with a grace period, which SLURM sends to the job steps too.
+    # Resubmitted as the log says, it continues from there (R-RESUME); then SIGTERM to the
+    # batch shell's whole process group (--full), where srun, which would answer it by
+    # SIGKILLing the workers, is not (launch/slurm.sbatch starts it in a session of its own).
     job = submit(project, slurm, *LONG_RUN[task], "--resume")
-    output = stop(project, job, slurm, signal="TERM")
+    output = stop(project, job, slurm, scancel(job, "--full", signal="TERM"), signal="TERM")
     _, second_step = assert_saved_by_every_rank(project)
     assert second_step > first_step
     if task == "pretraining":
@@ -310,5 +341,27 @@ def test_a_signal_to_the_batch_shell_alone_reaches_every_worker(
     """What --signal=B:USR1@300 sends: launch/slurm.sbatch passes it on to the job steps."""
     project = ready(render("pretraining", "multi-gpu"), tmp_path / "pretraining")
     job = submit(project, slurm, *LONG_RUN["pretraining"])
-    stop(project, job, slurm, "--batch", signal="USR1")
+    stop(project, job, slurm, scancel(job, "--batch", signal="USR1"), signal="USR1")
     assert_saved_by_every_rank(project)
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("task", ["classification", "dpo"])
+def test_a_preempted_trainer_job_saves_on_every_rank_and_resumes(
+    slurm, render, tmp_path: Path, task: str
+) -> None:
+    project = ready(render(task, "multi-gpu"), tmp_path / task)
+    # Preempted with a grace time: SIGTERM to the job steps at once, SIGKILL once the grace
+    # time is over. The workers save and exit within it, and the job ends COMPLETED.
+    job = submit(project, slurm, *TRAINER_LONG_RUN, partition="graceful")
+    stop(project, job, slurm, PREEMPT, signal="TERM")
+    first, first_step = assert_saved_by_every_rank(project)
+
+    # Resubmitted with --resume, it continues from there (R-RESUME). Preempted without a grace
+    # time: SIGTERM to every process of the job, SIGKILL after KillWait (30 s). The workers
+    # save within it; the job ends PREEMPTED.
+    job = submit(project, slurm, *TRAINER_LONG_RUN, "--resume")
+    stop(project, job, slurm, PREEMPT, signal="TERM", state="PREEMPTED")
+    _, second_step = assert_saved_by_every_rank(project)
+    assert second_step > first_step
+    assert_resumed_after(project, first, first_step, second_step)
