@@ -186,7 +186,8 @@ def scaling(project: Path, args: argparse.Namespace, tmp: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("project", type=Path, nargs="?", help="a rendered cuda project")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=DEFAULT_VARIANTS)
+    # `--variants` with none: only the --ddp scaling
+    parser.add_argument("--variants", nargs="*", choices=VARIANTS, default=DEFAULT_VARIANTS)
     parser.add_argument("--baseline", type=Path, help="another cuda project, as one more row")
     parser.add_argument("--ddp", type=Path, help="a rendered multi-gpu project: DDP scaling")
     parser.add_argument("--gpus", type=int, nargs="+", default=[1, 2, 4])
@@ -195,7 +196,7 @@ def main() -> None:
     parser.add_argument("--accum", type=int, help="micro-batches per step (default: config's)")
     parser.add_argument("--tiny", action="store_true", help="CPU plumbing check")
     args = parser.parse_args()
-    if not args.project and not args.tiny:
+    if not args.project and args.variants and not args.tiny:
         parser.error("give a rendered cuda pretraining project, or --tiny")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -206,7 +207,8 @@ def main() -> None:
         args.data_dir = tmp / "data"
         args.data_dir.mkdir()
         write_tokens(args.data_dir, 2_000_000 if args.tiny else 50_000_000)
-        single_gpu(args.project.resolve(), args, tmp)
+        if args.variants:
+            single_gpu(args.project.resolve(), args, tmp)
         if args.ddp:
             scaling(args.ddp.resolve(), args, tmp)
 
