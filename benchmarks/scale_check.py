@@ -357,7 +357,8 @@ def stop(process: subprocess.Popen) -> None:
 
 def tokens_per_second(row: dict, project: Path, log_text: str, steps: int) -> float | None:
     """From the project's own logs: pretraining's tokens_per_s, the Trainer's train_runtime,
-    infer.py's prompts/s (times max_new_tokens: random weights rarely stop early)."""
+    infer.py's prompts over its replicas' time (times max_new_tokens: random weights rarely
+    stop early)."""
     import yaml
 
     task = row["answers"]["task"]
@@ -368,9 +369,14 @@ def tokens_per_second(row: dict, project: Path, log_text: str, steps: int) -> fl
             records = [json.loads(line) for line in log.read_text().splitlines()]
             found += [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
         return float(found[-1]) if found else None
-    if task == "inference":
-        found = re.findall(r"\(([0-9.]+) prompts/s\)", log_text)
-        return float(found[-1]) * cfg["generation"]["max_new_tokens"] if found else None
+    if task == "inference":  # each replica prints its own "N prompts in Ts": they run together
+        found = [
+            (int(n), float(t)) for n, t in re.findall(r"(\d+) prompts in ([0-9.]+)s", log_text)
+        ]
+        if not found:
+            return None
+        prompts, seconds = sum(n for n, _ in found), max(t for _, t in found)
+        return prompts / seconds * cfg["generation"]["max_new_tokens"]
     runtimes = re.findall(r"'train_runtime': '?([0-9.]+)", log_text)
     if not runtimes:
         return None

@@ -321,3 +321,25 @@ def test_a_missing_model_directory_is_an_answer_error(tmp_path):
                 "model": str(tmp_path / "absent"),
             }
         )
+
+
+def test_multi_gpu_inference_plans_whole_replicas_for_a_model_that_fits_one_gpu():
+    """R-SCALE-FITS-HW: infer.py runs Qwen2.5-7B as one replica per GPU (it fits one), so each
+    GPU holds all its weights; the plan once split them over the GPUs, half of what an H200
+    pair showed (docs/verified.md)."""
+    answers = {"project_name": "x", "hardware": "multi-gpu", "gpus": 2, "task": "inference"}
+    plan = memory_plan.plan(collect({**answers, "scale": "medium"}))
+    generate = dict(next(p for p in plan.phases if p.title == "transformers generate").rows)
+    assert generate["weights (bfloat16)"] == 7_615_616_512 * 2
+    assert "2 replicas" in next(p for p in plan.phases if p.title == "transformers generate").strategy
+
+
+def test_multi_gpu_inference_plans_the_fewest_tensor_parallel_gpus_that_hold_the_model():
+    """32B in bf16 (65 GB) takes more than half an 80 GB GPU's budget: two GPUs per replica,
+    as infer.py's choose_layout picks them; 8 GPUs then make 4 replicas."""
+    answers = {"project_name": "x", "hardware": "multi-gpu", "gpus": 8, "task": "inference"}
+    plan = memory_plan.plan(collect({**answers, "scale": "large"}))
+    by_title = {p.title: p for p in plan.phases}
+    assert dict(by_title["vLLM"].rows)["weights (bfloat16, 1/2 per GPU)"] > 30 * GIB
+    assert "tensor parallel 2" in by_title["vLLM"].strategy
+    assert "2 GPUs per replica, 4 replicas" in by_title["transformers generate"].strategy
