@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
 # Architecture presets: (layers, heads, width). The GPT-2 shapes are OpenAI's; the larger
@@ -30,6 +31,15 @@ PRESETS = {
     "gpt-6.7b": (32, 32, 4096),
 }
 
+# SDPA kernels in PyTorch's own order of preference. On Hopper GPUs cuDNN's is the fastest
+# (benchmarks/sdpa_kernels.py) but comes last, so `attention_kernel` can move one first.
+SDPA_KERNELS = {
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "math": SDPBackend.MATH,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+}
+
 
 @dataclass
 class GPTConfig:
@@ -42,6 +52,14 @@ class GPTConfig:
     bias: bool = False
     gradient_checkpointing: bool = False
     loss_chunk_size: int = 0  # tokens per cross-entropy chunk; 0: the whole batch at once
+    attention_kernel: str | None = None  # an SDPA_KERNELS name tried first; None: PyTorch's order
+
+    def __post_init__(self) -> None:
+        if self.attention_kernel not in (None, *SDPA_KERNELS):
+            raise ValueError(
+                f"unknown attention_kernel {self.attention_kernel!r}; choose one of "
+                f"{', '.join(SDPA_KERNELS)} or null"
+            )
 
     @classmethod
     def from_preset(cls, preset: str, **kwargs) -> "GPTConfig":
@@ -103,15 +121,19 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        first = [SDPA_KERNELS[config.attention_kernel]] if config.attention_kernel else []
+        # A kernel that cannot run this input (device, dtype, dropout) passes to the next.
+        self.kernels = first + [k for k in SDPA_KERNELS.values() if k not in first]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, heads, T, head_dim)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
-        )
+        with sdpa_kernel(self.kernels, set_priority=True):
+            y = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+            )
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.proj(y))
 

@@ -32,6 +32,7 @@ PATH_SUFFIXES = ("_dir", "_path", "_file")
 # Keys that may be null; any other null is an error.
 NULLABLE = {
     "data.tokenizer_vocab_size",
+    "model.attention_kernel",
     "training.peak_tflops",
     "training.loss_spike",
     "training.grad_norm_spike",

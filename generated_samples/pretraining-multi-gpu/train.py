@@ -524,9 +524,9 @@ def train(cfg: dict, resume: str | None) -> None:
     amp, scaler = nullcontext(), torch.amp.GradScaler("cuda", enabled=False)
     if device.type == "cuda":
         # R-AMP: bf16 autocast and TF32 matmuls; the weights stay FP32. GPUs without bf16
-        # (V100, T4) get fp16 autocast, whose small gradients need a loss scaler.
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
-        torch.backends.cudnn.conv.fp32_precision = "tf32"
+        # (V100, T4) get fp16 autocast, whose small gradients need a loss scaler. TF32 is set
+        # through the API compile's max-autotune reads too: it refuses the per-backend one.
+        torch.set_float32_matmul_precision("high")
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         log.info(f"mixed precision: {amp_dtype} autocast")
         amp = torch.autocast("cuda", dtype=amp_dtype)

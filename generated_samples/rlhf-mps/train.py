@@ -136,6 +136,15 @@ def train_reward_model(cfg: dict, args: RewardConfig, resume: str | None) -> Non
         processing_class=tokenizer,
         callbacks=[SaveAndStopOnSignal()],  # R-SAFE-INTERRUPT
     )
+    for dataset, path in (
+        (trainer.train_dataset, data_cfg["preference_file"]),
+        (trainer.eval_dataset, data_cfg["preference_validation_file"]),
+    ):
+        if len(dataset) == 0:  # RewardTrainer drops pairs longer than max_length
+            raise SystemExit(
+                f"{path}: every pair is longer than reward_training.max_length "
+                f"({args.max_length} tokens of prompt + answer): raise it or shorten the pairs"
+            )
     report_parameters(trainer.model, "reward model")
     trainer.train(resume_from_checkpoint=stage_checkpoint(args, resume))
     # With load_best_model_at_end this is the checkpoint with the best validation accuracy.

@@ -37,7 +37,7 @@ class SaveAndStopOnSignal(TrainerCallback):
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        # A scheduler may deliver SIGTERM more than once (to every process, and through srun):
+        # A scheduler may deliver SIGTERM more than once (to every process, and via a launcher):
         # only a repeated Ctrl+C means "stop now".
         if signum == signal.SIGINT and self.signalled.is_set():
             raise KeyboardInterrupt
