@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from trainable import ENV, rendezvous
+from trainable import ENV, ready, rendezvous, run_smoke
 
 
 @dataclass
@@ -272,3 +272,16 @@ def test_an_error_is_one_message_and_debug_adds_the_traceback(
     assert debug.returncode == plain.returncode and message in debug.stderr, debug.stderr
     assert "Traceback" in debug.stderr
     assert "Add `--debug`" in (project / "README.md").read_text()  # Troubleshooting says so
+
+
+def test_preference_pairs_all_longer_than_max_length_are_one_clear_message(render, tmp_path):
+    """R-DATA-VALIDATION: RewardTrainer drops the pairs longer than max_length; when it drops
+    them all, the file is named, not the sampler's 'num_samples=0' that followed."""
+    project = ready(render("rlhf", "cpu"), tmp_path / "rlhf")
+    result = run_smoke(
+        project, "train.py", "--stage", "reward", "--reward_training.max_length", "8"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "preferences.jsonl: every pair is longer than reward_training.max_length (8" in output
+    assert "Traceback" not in output
