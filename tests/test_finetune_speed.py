@@ -33,6 +33,19 @@ def test_attention_kernel_is_a_config_value_passed_to_from_pretrained(render, ta
     assert ast.unparse(keywords(load)["attn_implementation"]) == "model_cfg['attn_implementation']"
 
 
+@pytest.mark.parametrize("hardware, scale", [("cuda", "medium"), ("multi-gpu", "large")])
+def test_sft_that_checkpoints_activations_attends_with_sdpa_not_flex(render, hardware, scale):
+    """torch.utils.checkpoint turns torch.compile off inside it, so flex_attention runs there
+    as its dense eager fallback: on an H100 such a run had not finished 20 steps when the
+    others took about a minute (benchmarks/README.md)."""
+    cfg = config(render(task="sft", hardware=hardware, scale=scale), "train")
+    checkpointing = cfg["training"].get("activation_checkpointing") or cfg["training"].get(
+        "fsdp_config", {}
+    ).get("activation_checkpointing")
+    assert checkpointing is True
+    assert cfg["model"]["attn_implementation"] == "sdpa"
+
+
 @pytest.mark.parametrize("task", ["sft", "dpo", "classification"])
 @pytest.mark.parametrize("hardware", GPU + NO_GPU)
 def test_every_training_key_is_an_option_of_the_pinned_config_class(render, task, hardware):
