@@ -35,9 +35,9 @@ def test_attention_kernel_is_a_config_value_passed_to_from_pretrained(render, ta
 
 @pytest.mark.parametrize("hardware, scale", [("cuda", "medium"), ("multi-gpu", "large")])
 def test_sft_that_checkpoints_activations_attends_with_sdpa_not_flex(render, hardware, scale):
-    """torch.utils.checkpoint turns torch.compile off inside it, so flex_attention runs there
-    as its dense eager fallback: on an H100 such a run had not finished 20 steps when the
-    others took about a minute (benchmarks/README.md)."""
+    """The LoRA (medium) and FSDP (large) SFT projects checkpoint activations and keep sdpa,
+    the kernel they were run with at full size; flex_attention with checkpointing is not
+    measured yet (benchmarks/README.md)."""
     cfg = config(render(task="sft", hardware=hardware, scale=scale), "train")
     checkpointing = cfg["training"].get("activation_checkpointing") or cfg["training"].get(
         "fsdp_config", {}
