@@ -329,11 +329,9 @@ def test_multi_gpu_inference_plans_whole_replicas_for_a_model_that_fits_one_gpu(
     pair showed (docs/verified.md)."""
     answers = {"project_name": "x", "hardware": "multi-gpu", "gpus": 2, "task": "inference"}
     plan = memory_plan.plan(collect({**answers, "scale": "medium"}))
-    generate = dict(next(p for p in plan.phases if p.title == "transformers generate").rows)
-    assert generate["weights (bfloat16)"] == 7_615_616_512 * 2
-    assert (
-        "2 replicas" in next(p for p in plan.phases if p.title == "transformers generate").strategy
-    )
+    generate = next(p for p in plan.phases if p.title == "transformers generate")
+    assert dict(generate.rows)["weights (bfloat16)"] == 7_615_616_512 * 2
+    assert "2 replicas" in generate.strategy
 
 
 def test_multi_gpu_inference_plans_the_fewest_tensor_parallel_gpus_that_hold_the_model():
