@@ -37,6 +37,7 @@ import transformers
 import trl
 import yaml
 from chat_tokenizer import chat_tokenizer
+from torch.autograd import DeviceType
 from transformers import TrainerCallback
 
 # 980 three-letter words: a pre-tokenizer keeps each whole, so each is one token once learned.
@@ -130,6 +131,36 @@ class StepClock(TrainerCallback):
         self.times[state.global_step] = time.perf_counter()
 
 
+class Profile(TrainerCallback):
+    """torch.profiler over the two optimizer steps after the warm-up: where the time goes."""
+
+    def __init__(self, warmup: int) -> None:
+        activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        # Profiler periods end at each step() call: period i is optimizer step i + 1.
+        schedule = torch.profiler.schedule(wait=max(warmup - 1, 0), warmup=1, active=2, repeat=1)
+        self.profiler = torch.profiler.profile(activities=activities, schedule=schedule)
+
+    def on_train_begin(self, args, state, control, **kwargs) -> None:
+        self.profiler.start()
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        self.profiler.step()
+
+    def on_train_end(self, args, state, control, **kwargs) -> None:
+        self.profiler.stop()
+
+    def report(self, name: str, seconds: float) -> None:
+        """The ops that took the most GPU time, and how busy the GPU was over the two steps."""
+        ops = self.profiler.key_averages()
+        # GPU kernels only, as the table's own total counts them: CPU ops also carry the time
+        # of the kernels they launched, and the step annotations span whole steps.
+        kernels = (op for op in ops if op.device_type == DeviceType.CUDA)
+        busy = sum(op.self_device_time_total for op in kernels if not op.is_user_annotation) / 1e6
+        print(f"profile of {name}: GPU busy {busy:.2f} s of {seconds:.2f} s wall "
+              f"({100 * busy / seconds:.0f}%) over two steps")  # fmt: skip
+        print(ops.table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=60))
+
+
 def scaffold_trainer(job: dict):
     """The generated project's own trainer, its train.yaml changed only where the job says."""
     project = Path(job["project"])
@@ -175,6 +206,9 @@ def run_job(job: dict) -> dict:
     trainer = scaffold_trainer(job) if job["side"] == "scaffold" else trl_trainer(job)
     clock = StepClock()
     trainer.add_callback(clock)
+    profile = Profile(job["warmup"]) if job["profile"] else None
+    if profile:
+        trainer.add_callback(profile)
     on_gpu = torch.cuda.is_available()
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
@@ -183,6 +217,8 @@ def run_job(job: dict) -> dict:
     tokens = {entry["step"]: entry["num_tokens"] for entry in logs}
     first, last = job["warmup"], job["steps"]
     seconds = clock.times[last] - clock.times[first]
+    if profile:
+        profile.report(job["side"], clock.times[first + 2] - clock.times[first])
     return {
         "tokens_per_s": (tokens[last] - tokens[first]) / seconds,
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None,
@@ -230,32 +266,41 @@ def compare(task: str, opts: argparse.Namespace, work: Path) -> None:
           f"tokens/s over steps {opts.warmup + 1}-{opts.steps}")  # fmt: skip
     results = {}
     for name, side, overrides in contenders(task, opts.variant):
+        if opts.only and name not in opts.only:
+            continue
         job = {
             "task": task, "side": side, "overrides": overrides, "project": str(project),
             "model": str(opts.model_dir), "train_file": str(data / "train.jsonl"),
             "validation_file": str(data / "validation.jsonl"),
             "output_dir": str(work / "runs" / name),
             "steps": opts.steps, "warmup": opts.warmup, "batch": batch,
-            "max_length": train_cfg["max_length"],
+            "max_length": train_cfg["max_length"], "profile": opts.profile,
         }  # fmt: skip
         job_file = work / f"{task}-{name}.json"
         job_file.write_text(json.dumps(job))
-        subprocess.run([sys.executable, __file__, "--job", str(job_file)], check=True)
-        results[name] = json.loads(job_file.with_suffix(".out.json").read_text())
+        started = time.perf_counter()
+        if subprocess.run([sys.executable, __file__, "--job", str(job_file)]).returncode:
+            print(f"measured: {name}: failed (its error is above)", flush=True)
+            continue
+        results[name] = r = json.loads(job_file.with_suffix(".out.json").read_text())
         # Each contender as it comes: a run cut short by a time limit keeps its figures.
-        r = results[name]
         print(f"measured: {name}: {r['tokens_per_s']:,.0f} tokens/s, peak {r['peak_gib']} GiB, "
-              f"loss {r['losses'][-1]:.4f}", flush=True)  # fmt: skip
+              f"loss {r['losses'][-1]:.4f}, {time.perf_counter() - started:.0f} s in all "
+              "(loading and compiling included)", flush=True)  # fmt: skip
+    report(results, opts.steps)
 
-    base = results["trl-defaults"]
+
+def report(results: dict[str, dict], steps: int) -> None:
+    """One table, each contender against plain TRL where it ran, then the loss curves."""
+    base = results.get("trl-defaults")
     print(f"{'':20} {'tokens/s':>10} {'vs TRL':>7} {'peak GiB':>9} {'loss@end':>9} {'tokens':>9}")
     for name, r in results.items():
         peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}"
-        ratio = r["tokens_per_s"] / base["tokens_per_s"]
-        print(f"{name:20} {r['tokens_per_s']:10,.0f} {ratio:6.2f}x "
+        ratio = f"{r['tokens_per_s'] / base['tokens_per_s']:6.2f}x" if base else f"{'-':>7}"
+        print(f"{name:20} {r['tokens_per_s']:10,.0f} {ratio} "
               f"{peak:>9} {r['losses'][-1]:9.4f} {r['tokens']:9,.0f}")  # fmt: skip
     print("loss by step:")
-    for step in range(0, opts.steps, max(1, opts.steps // 10)):
+    for step in range(0, steps, max(1, steps // 10)):
         row = " ".join(f"{name}={r['losses'][step]:.4f}" for name, r in results.items())
         print(f"  step {step + 1:4}: {row}")
 
@@ -284,6 +329,18 @@ def main() -> None:
         type=lambda v: tuple(map(int, v.split("x"))),
         metavar="SIZExACCUM",
         help="per-device batch and accumulation for every contender (default: the project's)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="run only these contenders (trl-defaults, scaffold, scaffold-VARIANT)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print, per contender, the ops that took the most GPU time over two steps "
+        "after the warm-up (those two steps are slower: leave their tokens/s aside)",
     )
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # one contender, internal
     opts = parser.parse_args()

@@ -11,6 +11,7 @@ import pytest
 import torch
 from rendered import calls, config, function, keywords, tree
 from test_pins import template_gpu_pins
+from trainable import ready, run_smoke
 from transformers import AutoModelForCausalLM, Qwen2Config, TrainingArguments
 from trl import DPOConfig, SFTConfig
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -36,14 +37,29 @@ def test_attention_kernel_is_a_config_value_passed_to_from_pretrained(render, ta
 @pytest.mark.parametrize("hardware, scale", [("cuda", "medium"), ("multi-gpu", "large")])
 def test_sft_that_checkpoints_activations_attends_with_sdpa_not_flex(render, hardware, scale):
     """The LoRA (medium) and FSDP (large) SFT projects checkpoint activations and keep sdpa,
-    the kernel they were run with at full size; flex_attention with checkpointing is not
-    measured yet (benchmarks/README.md)."""
+    the kernel they were run with at full size; H100 runs of flex_attention with
+    checkpointing stalled at their first batch (benchmarks/README.md)."""
     cfg = config(render(task="sft", hardware=hardware, scale=scale), "train")
     checkpointing = cfg["training"].get("activation_checkpointing") or cfg["training"].get(
         "fsdp_config", {}
     ).get("activation_checkpointing")
     assert checkpointing is True
     assert cfg["model"]["attn_implementation"] == "sdpa"
+
+
+def test_a_cuda_sft_project_trains_on_a_machine_without_cuda_despite_flex_attention(
+    render, tmp_path
+):
+    """R-DEVICE: flex_attention, the cuda SFT default, has no backward on the CPU; the CPU
+    fallback swaps it for sdpa instead of failing in the first backward pass."""
+    project = ready(render(task="sft", hardware="cuda"), tmp_path / "project")
+    result = run_smoke(
+        project, "train.py", "--model.attn_implementation", "flex_attention",
+        "--training.max_steps", "2", "--training.output_dir", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "CUDA is not available" in result.stderr
+    assert "train_loss" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("task", ["sft", "dpo", "classification"])

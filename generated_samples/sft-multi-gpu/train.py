@@ -95,6 +95,8 @@ def build_trainer(cfg: dict) -> SFTTrainer:
         warnings.warn("CUDA is not available: training on CPU processes (slow)", stacklevel=2)
         training.update(use_cpu=True, bf16=False, dataloader_pin_memory=False, ddp_backend="gloo")
         training["use_liger_kernel"] = False  # its Triton kernels need a GPU
+        if model_cfg["attn_implementation"] == "flex_attention":  # it has no backward on the CPU
+            model_cfg["attn_implementation"] = "sdpa"
     elif training["bf16"] and not torch.cuda.is_bf16_supported(including_emulation=False):
         # R-AMP: GPUs before Ampere (V100, T4) have no bf16; fp16 instead, with the loss
         # scaling the Trainer adds for it.
