@@ -21,6 +21,7 @@ the tokenizer is a word-level one built here, with Qwen2.5's chat template.
 """
 
 import argparse
+import faulthandler
 import json
 import math
 import random
@@ -161,6 +162,20 @@ class Profile(TrainerCallback):
         print(ops.table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=60))
 
 
+class StallWatch(TrainerCallback):
+    """Every thread's stack, to stderr, each `seconds` until the first optimizer step ends:
+    where a run that makes no progress is waiting (a deadlock, or a compile that never ends)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_begin(self, args, state, control, **kwargs) -> None:
+        faulthandler.dump_traceback_later(self.seconds, repeat=True)
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        faulthandler.cancel_dump_traceback_later()
+
+
 def scaffold_trainer(job: dict):
     """The generated project's own trainer, its train.yaml changed only where the job says."""
     project = Path(job["project"])
@@ -209,6 +224,8 @@ def run_job(job: dict) -> dict:
     profile = Profile(job["warmup"]) if job["profile"] else None
     if profile:
         trainer.add_callback(profile)
+    if job["stall_dump"]:
+        trainer.add_callback(StallWatch(job["stall_dump"]))
     on_gpu = torch.cuda.is_available()
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
@@ -275,6 +292,7 @@ def compare(task: str, opts: argparse.Namespace, work: Path) -> None:
             "output_dir": str(work / "runs" / name),
             "steps": opts.steps, "warmup": opts.warmup, "batch": batch,
             "max_length": train_cfg["max_length"], "profile": opts.profile,
+            "stall_dump": opts.stall_dump,
         }  # fmt: skip
         job_file = work / f"{task}-{name}.json"
         job_file.write_text(json.dumps(job))
@@ -341,6 +359,13 @@ def main() -> None:
         action="store_true",
         help="print, per contender, the ops that took the most GPU time over two steps "
         "after the warm-up (those two steps are slower: leave their tokens/s aside)",
+    )
+    parser.add_argument(
+        "--stall-dump",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="print every thread's stack each SECONDS until a contender's first step ends",
     )
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # one contender, internal
     opts = parser.parse_args()
