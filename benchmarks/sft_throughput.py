@@ -297,7 +297,13 @@ def compare(task: str, opts: argparse.Namespace, work: Path) -> None:
         job_file = work / f"{task}-{name}.json"
         job_file.write_text(json.dumps(job))
         started = time.perf_counter()
-        if subprocess.run([sys.executable, __file__, "--job", str(job_file)]).returncode:
+        try:
+            command = [sys.executable, __file__, "--job", str(job_file)]
+            failed = subprocess.run(command, timeout=opts.time_limit).returncode
+        except subprocess.TimeoutExpired:
+            print(f"measured: {name}: stopped after {opts.time_limit:.0f} s", flush=True)
+            continue
+        if failed:
             print(f"measured: {name}: failed (its error is above)", flush=True)
             continue
         results[name] = r = json.loads(job_file.with_suffix(".out.json").read_text())
@@ -366,6 +372,12 @@ def main() -> None:
         default=0,
         metavar="SECONDS",
         help="print every thread's stack each SECONDS until a contender's first step ends",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="SECONDS",
+        help="stop a contender that has not finished in SECONDS (it prints `stopped`) and go on",
     )
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # one contender, internal
     opts = parser.parse_args()

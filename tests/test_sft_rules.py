@@ -57,11 +57,14 @@ def test_r_loss_mask_completion_only_and_checked(project):
 
 
 def test_r_memory_checkpointing_and_learning_rates(project, hardware, scale):
-    # R-MEMORY: activation checkpointing on at larger scales (FSDP's own at large); TRL's
-    # default (on) is overridden explicitly at small. Learning rates suit the method.
+    # R-MEMORY: activation checkpointing on at larger scales (FSDP's own at large), and at
+    # small on GPUs, whose one micro-batch of 32 examples needs it; TRL's default (on) is
+    # overridden explicitly on CPU and MPS at small. Learning rates suit the method.
     training = config(project)["training"]
     if scale == "small":
-        assert training["activation_checkpointing"] is False
+        on_gpu = hardware in ("cuda", "multi-gpu")
+        assert training["activation_checkpointing"] is on_gpu
+        assert (training["per_device_train_batch_size"] == 32) is on_gpu
         assert 1e-5 <= training["learning_rate"] <= 2e-5
     else:
         assert 1e-4 <= training["learning_rate"] <= 2e-4

@@ -96,8 +96,11 @@ class LinearCrossEntropy(torch.autograd.Function):
             log_z = torch.logsumexp(logits, dim=-1, keepdim=True)
             loss += (log_z - logits.gather(1, y)).sum()
             if with_grad:
-                grad = torch.exp(logits - log_z).scatter_add_(1, y, -torch.ones_like(log_z))
-                grad = grad.to(scores.dtype)
+                # Softmax cast to the compute dtype first, then minus one at each target: compiled,
+                # the softmax is one elementwise pass that writes the low-precision gradient
+                # directly, and the in-place subtraction touches one element per row.
+                grad = torch.exp(logits - log_z).to(scores.dtype)
+                grad.scatter_add_(1, y, torch.full_like(y, -1, dtype=grad.dtype))
                 grad_hidden[rows] = grad @ weight
                 grad_weight += grad.t() @ h
         if with_grad:
