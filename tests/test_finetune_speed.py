@@ -37,14 +37,34 @@ def test_attention_kernel_is_a_config_value_passed_to_from_pretrained(render, ta
 @pytest.mark.parametrize("hardware, scale", [("cuda", "medium"), ("multi-gpu", "large")])
 def test_sft_that_checkpoints_activations_attends_with_sdpa_not_flex(render, hardware, scale):
     """The LoRA (medium) and FSDP (large) SFT projects checkpoint activations and keep sdpa,
-    the kernel they were run with at full size; H100 runs of flex_attention with
-    checkpointing stalled at their first batch (benchmarks/README.md)."""
+    the kernel they were run with at full size; flex_attention was not run at their scale."""
     cfg = config(render(task="sft", hardware=hardware, scale=scale), "train")
     checkpointing = cfg["training"].get("activation_checkpointing") or cfg["training"].get(
         "fsdp_config", {}
     ).get("activation_checkpointing")
     assert checkpointing is True
     assert cfg["model"]["attn_implementation"] == "sdpa"
+
+
+@pytest.mark.parametrize("hardware", GPU)
+def test_gpu_sft_compiles_flex_attention_for_any_batch_length(render, hardware):
+    """Padding-free batches change length every step. flex_attention's kernels, compiled for
+    the first batch's exact length, took minutes to build on an H100 at 32 examples
+    (benchmarks/README.md): with flex_attention, dynamo compiles for any length at once."""
+    build = function(tree(render(task="sft", hardware=hardware)), "build_trainer")
+    fallback, branch = sorted(
+        (
+            node
+            for node in ast.walk(build)
+            if isinstance(node, ast.If)
+            and ast.unparse(node.test) == "model_cfg['attn_implementation'] == 'flex_attention'"
+        ),
+        key=lambda node: node.lineno,
+    )
+    # The CPU fallback swaps flex_attention for sdpa first; then, on a GPU:
+    assert ast.unparse(fallback.body) == "model_cfg['attn_implementation'] = 'sdpa'"
+    (assign,) = branch.body
+    assert ast.unparse(assign) == "torch._dynamo.config.assume_static_by_default = False"
 
 
 def test_a_cuda_sft_project_trains_on_a_machine_without_cuda_despite_flex_attention(

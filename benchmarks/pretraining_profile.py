@@ -1,0 +1,128 @@
+"""Where a pretraining step's GPU time goes: kernel time by kind, and the bare loop's speed.
+
+    python benchmarks/pretraining_profile.py ptc               # a rendered cuda project
+    python benchmarks/pretraining_profile.py ptc --unchunked   # model.loss_chunk_size 0
+
+Builds the project's own model (its `model.py` and `configs/train.yaml`: preset, block size,
+micro-batch, accumulation, loss chunking, attention kernel) on random tokens, compiles it with
+its loss as `train.py` does, and runs whole optimizer steps (bf16 autocast, fused AdamW,
+gradient clipping) with no data loading, evaluation or logging. It prints the bare loop's
+tokens/s and MFU, for comparison with `pretraining_throughput.py` on the project itself, then
+profiles one step: wall time, GPU busy time, kernel time by kind (matmuls, attention,
+inductor's fused kernels, optimizer, other) and the kernels that took the most.
+"""
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+import yaml
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
+
+# Kernel-name fragments by kind, tried in this order: cuDNN's attention kernels carry "sm90"
+# and "wgmma" in their names too, so attention is matched before matmuls.
+KINDS = {
+    "attention": ("sdpa", "fmha", "flash", "attention", "cudnn"),
+    "matmul": ("gemm", "nvjet", "xmma", "cutlass", "cublas", "sm90"),
+    "optimizer": ("multi_tensor", "adam", "foreach"),
+    "inductor": ("triton",),
+}
+
+
+def kind_of(kernel: str) -> str:
+    name = kernel.lower()
+    return next((k for k, parts in KINDS.items() if any(p in name for p in parts)), "other")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("project", type=Path, help="a rendered cuda pretraining project")
+    parser.add_argument("--unchunked", action="store_true", help="model.loss_chunk_size: 0")
+    parser.add_argument("--steps", type=int, default=6, help="timed steps after 3 of warm-up")
+    parser.add_argument(
+        "--coordinate-descent",
+        action="store_true",
+        help="inductor's coordinate_descent_tuning (slower to compile)",
+    )
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("no GPU: this script profiles CUDA kernels")
+    cfg = yaml.safe_load((args.project / "configs" / "train.yaml").read_text())
+    sys.path.insert(0, str(args.project))
+    from model import GPT, GPTConfig  # the project's own model
+
+    if args.coordinate_descent:
+        import torch._inductor.config as inductor
+
+        inductor.coordinate_descent_tuning = True
+    torch.set_float32_matmul_precision("high")
+    torch.manual_seed(0)
+    m, t = cfg["model"], cfg["training"]
+    batch, accum, block = t["batch_size"], t["grad_accum_steps"], m["block_size"]
+    config = GPTConfig.from_preset(
+        m["preset"],
+        vocab_size=50304,  # GPT-2's vocabulary, padded to a multiple of 64
+        block_size=block,
+        loss_chunk_size=0 if args.unchunked else m["loss_chunk_size"],
+        attention_kernel=m["attention_kernel"],
+    )
+    model = GPT(config).cuda()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": t["weight_decay"]}, {"params": rest}]
+    optimizer = torch.optim.AdamW(groups, lr=t["lr"], weight_decay=0.0, fused=True)
+    compiled = torch.compile(model)
+    tokens = torch.randint(0, 50257, (batch, block + 1), device="cuda")
+    x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+
+    def step() -> None:
+        for _ in range(accum):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = compiled(x, y)
+            (loss / accum).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    started = time.perf_counter()
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    print(f"warm-up, compilation included: {time.perf_counter() - started:.0f} s")
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    torch.cuda.synchronize()
+    rate = args.steps * batch * block * accum / (time.perf_counter() - started)
+    tflops = model.flops_per_token() * rate / 1e12
+    print(f"bare loop: {rate:,.0f} tokens/s, {tflops:.1f} TFLOP/s, "
+          f"MFU {100 * tflops / t['peak_tflops']:.1f}%, "
+          f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")  # fmt: skip
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        started = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - started
+    by_kind, by_kernel = defaultdict(float), defaultdict(float)
+    for event in prof.key_averages():
+        if event.device_type != DeviceType.CUDA or event.is_user_annotation:
+            continue
+        seconds = event.self_device_time_total / 1e6
+        by_kind[kind_of(event.key)] += seconds
+        by_kernel[(kind_of(event.key), event.key[:90])] += seconds
+    busy = sum(by_kind.values())
+    print(f"one profiled step: {wall:.3f} s wall, GPU busy {busy:.3f} s ({100 * busy / wall:.0f}%)")
+    for kind, seconds in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:10} {seconds:.3f} s  {100 * seconds / busy:5.1f}%")
+    print("kernels that took the most GPU time:")
+    for (kind, name), seconds in sorted(by_kernel.items(), key=lambda kv: -kv[1])[:20]:
+        print(f"  {1e3 * seconds:8.1f} ms  {kind:10} {name}")
+
+
+if __name__ == "__main__":
+    main()
