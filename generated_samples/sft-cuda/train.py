@@ -104,9 +104,9 @@ def build_trainer(cfg: dict) -> SFTTrainer:
             model_cfg["dtype"] = "float16"
     if model_cfg["attn_implementation"] == "flex_attention":
         # flex_attention compiles its kernels on first use, and padding-free batches change length
-        # every step. Compiled for the first batch's exact length, they took over four minutes to
-        # build for 32 examples on an H100, and were built again for the next length; compiled
-        # for any length, they are built once, in under a minute (benchmarks/README.md).
+        # every step. Compiled for the first batch's exact length, they were still building after
+        # 3 to 8 minutes for 32 examples on an H100 (and are built again for the next length);
+        # compiled for any length, they are built once, in under a minute (benchmarks/README.md).
         torch._dynamo.config.assume_static_by_default = False
     # `training` is SFTConfig (TrainingArguments plus SFT options) as-is: the trainer does device
     # placement, mixed precision, gradient accumulation, checkpoint rotation and
