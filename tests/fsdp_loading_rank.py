@@ -111,7 +111,7 @@ def main() -> None:
     rank = torch.distributed.get_rank()
     (out / f"rank{rank}.json").write_text(json.dumps(result))
     torch.distributed.destroy_process_group()
-    # As the projects' workers do (config.exit_finished_worker): the interpreter's teardown
+    # As the projects' workers do (config.exit_worker): the interpreter's teardown
     # aborts a finished gloo worker now and then.
     sys.stdout.flush()
     os._exit(0)

@@ -66,6 +66,7 @@ def test_torchrun_leaves_stop_signals_to_the_launcher_script(render, task, hardw
 ENTRY_POINT = textwrap.dedent("""
     import atexit
     import sys
+    import threading
 
     import torch.distributed as dist
     from config import run
@@ -85,6 +86,11 @@ ENTRY_POINT = textwrap.dedent("""
         print("trained", flush=True)
         if sys.argv[1] == "fail":
             raise SystemExit("a mistake in the config")
+        if sys.argv[1] == "crash":
+            # A thread that never ends, as a communication thread whose peer is gone: the
+            # interpreter's teardown would wait for it forever.
+            threading.Thread(target=threading.Event().wait).start()
+            raise RuntimeError("Connection reset by peer")
 
     run(main)
     print("the interpreter went on after a finished run", flush=True)
@@ -97,7 +103,9 @@ def test_finished_multi_gpu_worker_leaves_its_process_group_and_skips_the_teardo
 ):
     """R-DDP-INIT: a finished worker destroys its process group, runs the exit hooks and exits
     without the interpreter's teardown, where gloo's threads aborted finished runs (SIGABRT)
-    now and then, failing the job. A failed worker reports its mistake as before."""
+    now and then, failing the job. A failed worker reports its mistake as before; one that
+    crashed (its peer died) reports the error and exits 1 without the teardown too, which
+    could otherwise keep it alive after its launcher."""
     project = render(task, "multi-gpu")
     entry_point = tmp_path / "entry_point.py"
     entry_point.write_text(ENTRY_POINT)
@@ -105,7 +113,7 @@ def test_finished_multi_gpu_worker_leaves_its_process_group_and_skips_the_teardo
 
     def run(ending: str) -> subprocess.CompletedProcess:
         command = [sys.executable, entry_point, ending]
-        return subprocess.run(command, env=env, capture_output=True, text=True)
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
     finished = run("finish")
     output = finished.stdout + finished.stderr
@@ -113,3 +121,7 @@ def test_finished_multi_gpu_worker_leaves_its_process_group_and_skips_the_teardo
     assert finished.stdout == "trained\nprocess group destroyed\nexit hooks ran\n", output
     failed = run("fail")
     assert failed.returncode == 1 and "a mistake in the config" in failed.stderr, failed.stderr
+    crashed = run("crash")  # a hang here (the teardown) times out
+    assert crashed.returncode == 1, crashed.stderr
+    assert "error: RuntimeError: Connection reset by peer" in crashed.stderr
+    assert crashed.stdout == "trained\nexit hooks ran\n", crashed.stdout

@@ -100,23 +100,25 @@ def run(main: Callable[[], None]) -> NoReturn:
             raise
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         print("(run the same command with --debug to see the traceback)", file=sys.stderr)
-        raise SystemExit(1) from None
-    exit_finished_worker()
+        exit_worker(1)
+    exit_worker(0)
 
 
-def exit_finished_worker() -> NoReturn:
-    """R-DDP-INIT: a finished worker destroys the process group (whoever set it up) and exits
-    without the interpreter's teardown, once the exit hooks that matter have run while Python
-    is whole (W&B's or MLflow's last sync, logging). Left to the teardown, the communication
-    threads aborted finished workers now and then (SIGABRT, "terminate called without an
-    active exception"), and the launcher reported a failed job."""
+def exit_worker(status: int) -> NoReturn:
+    """R-DDP-INIT: a worker exits without the interpreter's teardown, once the exit hooks that
+    matter have run while Python is whole (W&B's or MLflow's last sync, logging). A finished
+    worker first destroys the process group (whoever set it up); a failed one leaves it, as
+    its peers may be gone. Left to the teardown, the communication threads aborted finished
+    workers now and then (SIGABRT, "terminate called without an active exception"), and the
+    launcher reported a failed job; a worker that failed when its peer died outlived its
+    launcher, whose watchdog thread cannot run once the teardown has begun."""
     dist = sys.modules.get("torch.distributed")  # imported by the entry point
-    if dist is not None and dist.is_initialized():
+    if status == 0 and dist is not None and dist.is_initialized():
         dist.destroy_process_group()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(status)
 
 
 def load_config(argv: list[str] | None = None) -> tuple[dict[str, Any], argparse.Namespace]:
