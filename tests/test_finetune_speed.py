@@ -13,6 +13,7 @@ from rendered import calls, config, function, keywords, tree
 from test_pins import template_gpu_pins
 from trainable import ready, run_smoke
 from transformers import AutoModelForCausalLM, Qwen2Config, TrainingArguments
+from transformers.modeling_layers import GradientCheckpointingLayer
 from trl import DPOConfig, SFTConfig
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -114,10 +115,11 @@ def test_cpu_and_mps_sft_projects_pad_each_batch(render, hardware):
         assert config(project, name)["data"]["padding_free"] is False
 
 
-@pytest.mark.parametrize("task", ["sft", "dpo"])
+@pytest.mark.parametrize("task, scale", [("sft", "medium"), ("dpo", "small")])
 @pytest.mark.parametrize("hardware", GPU)
-def test_gpu_trl_projects_use_liger_kernels_and_pin_them(render, task, hardware):
-    project = render(task=task, hardware=hardware)
+def test_gpu_trl_projects_use_liger_kernels_and_pin_them(render, task, scale, hardware):
+    """Where the decoder layers run eagerly: DPO, and LoRA SFT (small SFT compiles them)."""
+    project = render(task=task, hardware=hardware, scale=scale)
     for name in ("train", "smoke"):
         assert config(project, name)["training"]["use_liger_kernel"] is True
     requirements = (project / "requirements.txt").read_text()
@@ -128,6 +130,77 @@ def test_gpu_trl_projects_use_liger_kernels_and_pin_them(render, task, hardware)
         n for n in ast.walk(build) if isinstance(n, ast.If) and "cuda" in ast.unparse(n.test)
     )
     assert "training['use_liger_kernel'] = False" in ast.unparse(fallback)
+
+
+@pytest.mark.parametrize("hardware", GPU)
+def test_gpu_sft_compiles_each_decoder_layer_instead_of_liger(render, hardware):
+    """Small GPU SFT compiles its decoder layers: 1.8x the eager layers with Liger's kernels on an
+    H100 (benchmarks/README.md). torch.compile cannot trace Liger's kernels, so they are off,
+    and not pinned."""
+    project = render(task="sft", hardware=hardware)
+    for name in ("train", "smoke"):
+        cfg = config(project, name)
+        assert cfg["model"]["compile_layers"] is True
+        assert cfg["training"]["use_liger_kernel"] is False
+    assert "liger" not in (project / "requirements.txt").read_text()
+    build = function(tree(project), "build_trainer")
+    branches = (n for n in ast.walk(build) if isinstance(n, ast.If))
+    (compiled,) = (n for n in branches if calls(n, "compile_layers"))
+    assert ast.unparse(compiled.test) == "model_cfg['compile_layers']"
+    # R-DEVICE: the CPU fallback (the smoke tests run it) runs the layers eagerly.
+    fallback = next(
+        n for n in ast.walk(build) if isinstance(n, ast.If) and "cuda" in ast.unparse(n.test)
+    )
+    assert "model_cfg['compile_layers'] = False" in ast.unparse(fallback)
+
+
+def rendered_compile_layers(project):
+    """train.py's compile_layers, run here without the rest of the project."""
+    source = ast.Module([function(tree(project), "compile_layers")], type_ignores=[])
+    namespace = {"torch": torch, "GradientCheckpointingLayer": GradientCheckpointingLayer}
+    exec(compile(source, "train.py", "exec"), namespace)
+    return namespace["compile_layers"]
+
+
+def test_compiled_decoder_layers_train_as_the_eager_ones_for_any_batch_length(render):
+    """The compiled layers give the eager model's loss and gradients, with checkpointing on as in
+    the GPU config, on padding-free batches of two lengths; parameter names do not change, so a
+    checkpoint loads into an uncompiled model."""
+    compile_layers = rendered_compile_layers(render(task="sft", hardware="cuda"))
+    torch._dynamo.reset()
+    eager, compiled = tiny_causal_lm().train(), tiny_causal_lm().train()
+    for model in (eager, compiled):
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    compile_layers(compiled)
+    assert all(layer._compiled_call_impl is not None for layer in compiled.model.layers)
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+
+    collator = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)
+    for lengths in ((7, 12, 5), (30, 3)):
+        examples = [{"input_ids": list(range(3, 3 + n)), "labels": list(range(3, 3 + n))}
+                    for n in lengths]  # fmt: skip
+        batch = collator(examples)
+        inputs = {k: batch[k] for k in ("input_ids", "position_ids", "labels")}
+        losses = []
+        for model in (eager, compiled):
+            model.zero_grad()
+            loss = model(**inputs, use_cache=False).loss
+            loss.backward()
+            losses.append(loss.detach())
+        torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-5)
+        for (name, want), got in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+            torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_compiling_the_layers_with_liger_kernels_is_one_clear_message(render, tmp_path):
+    """R-CONFIG: torch.compile cannot trace Liger's kernels; the project says so before it loads
+    anything, wherever it runs."""
+    project = ready(render(task="sft", hardware="cuda"), tmp_path / "project")
+    result = run_smoke(project, "train.py", "--training.use_liger_kernel", "true")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "model.compile_layers and training.use_liger_kernel do not go together" in output
+    assert "Traceback" not in output
 
 
 @pytest.mark.parametrize("task", ["sft", "dpo", "classification"])

@@ -36,8 +36,15 @@ def test_sft_medium_on_one_gpu_plans_frozen_bf16_weights_of_qwen_7b():
     lora = 28 * 16 * ((3584 + 3584) * 2 + (3584 + 512) * 2 + 3 * (3584 + 18944))
     assert plan["gradients (LoRA)"] == lora * 4
     assert plan["AdamW state (LoRA)"] == lora * 8
-    # The CUDA config fuses the loss (use_liger_kernel; TRL keeps its chunked LM head):
-    # no (tokens x vocabulary) logits are planned.
+    # TRL computes the loss through its own chunked LM head: no (tokens x vocabulary) logits.
+    assert "loss logits" not in plan
+
+
+@pytest.mark.parametrize("task", ["sft", "dpo", "rlhf"])
+def test_trl_plans_no_logits_with_or_without_liger(task):
+    # TRL 1.16's SFT, DPO and GRPO trainers always patch in their chunked LM head; small SFT
+    # turns Liger off (its layers are compiled instead) and plans no logits either.
+    plan = rows({"project_name": "x", "hardware": "cuda", "task": task, "scale": "small"})
     assert "loss logits" not in plan
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset, DatasetDict
 from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, set_seed
+from transformers.modeling_layers import GradientCheckpointingLayer
 from trl import SFTConfig, SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -86,15 +87,38 @@ def check_loss_mask(dataset: Dataset, examples: int, path: str) -> None:
         )
 
 
+def compile_layers(model: torch.nn.Module) -> None:
+    """Compile each decoder layer on its own (regional compilation, as torchtitan does).
+
+    The layers are alike, so they share one compiled graph, built for any batch length: the
+    first step compiles once, in about a minute, where the whole model would take several.
+    Parameter names do not change: checkpoints load into an uncompiled model as they are.
+    """
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    if not layers:
+        raise SystemExit(
+            f"{type(model).__name__} has no decoder layers that transformers marks as such: "
+            "set model.compile_layers: false"
+        )
+    for layer in layers:
+        layer.compile(dynamic=True)
+
+
 def build_trainer(cfg: dict) -> SFTTrainer:
     """The trainer, with its data tokenized and loss-masked, ready to train."""
     model_cfg, data_cfg, training = cfg["model"], cfg["data"], dict(cfg["training"])
+    if model_cfg["compile_layers"] and training.get("use_liger_kernel"):
+        raise SystemExit(
+            "model.compile_layers and training.use_liger_kernel do not go together: torch.compile "
+            "cannot trace Liger's kernels. Turn one of them off."
+        )
     if not torch.cuda.is_available():  # R-DEVICE
         warnings.warn("CUDA is not available: training on the CPU in fp32 (slow)", stacklevel=2)
         training.update(use_cpu=True, bf16=False, dataloader_pin_memory=False)
         training["use_liger_kernel"] = False  # its Triton kernels need a GPU
         if model_cfg["attn_implementation"] == "flex_attention":  # it has no backward on the CPU
             model_cfg["attn_implementation"] = "sdpa"
+        model_cfg["compile_layers"] = False  # inductor's CPU kernels need a C++ compiler
     elif training["bf16"] and not torch.cuda.is_bf16_supported(including_emulation=False):
         # R-AMP: GPUs before Ampere (V100, T4) have no bf16; fp16 instead, with the loss
         # scaling the Trainer adds for it.
@@ -128,6 +152,8 @@ def build_trainer(cfg: dict) -> SFTTrainer:
         attn_implementation=model_cfg["attn_implementation"],
         trust_remote_code=model_cfg["trust_remote_code"],  # R-SAFE-LOAD
     )
+    if model_cfg["compile_layers"]:
+        compile_layers(model)
 
     # data.padding_free: a batch's examples are concatenated into one row, with no padding, and
     # position_ids restarting at 0 for each; attention (SDPA builds a block-diagonal mask from
