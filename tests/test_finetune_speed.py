@@ -192,6 +192,14 @@ def test_compiled_decoder_layers_train_as_the_eager_ones_for_any_batch_length(re
             torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_a_model_without_transformers_decoder_layers_is_one_clear_message(render):
+    """R-CONFIG: a remote-code model whose layers transformers does not know cannot be compiled
+    layer by layer; the message says which setting to change."""
+    compile_layers = rendered_compile_layers(render(task="sft", hardware="cuda"))
+    with pytest.raises(SystemExit, match="set model.compile_layers: false"):
+        compile_layers(torch.nn.Sequential(torch.nn.Linear(4, 4)))
+
+
 def test_compiling_the_layers_with_liger_kernels_is_one_clear_message(render, tmp_path):
     """R-CONFIG: torch.compile cannot trace Liger's kernels; the project says so before it loads
     anything, wherever it runs."""

@@ -97,8 +97,8 @@ def compile_layers(model: torch.nn.Module) -> None:
     layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
     if not layers:
         raise SystemExit(
-            f"{type(model).__name__} has no decoder layers that transformers marks as such: "
-            "set model.compile_layers: false"
+            f"{type(model).__name__} has no transformers decoder layers "
+            "(GradientCheckpointingLayer) to compile one by one: set model.compile_layers: false"
         )
     for layer in layers:
         layer.compile(dynamic=True)
