@@ -10,6 +10,7 @@ set -euo pipefail
 project=$(realpath "$1")
 logs=$(realpath "${2:-.}")
 work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT  # the model and data, also when a run fails
 cd "$(dirname "$0")"
 # Qwen2.5-0.5B's shape with random weights, and chat data of the same spread as sft_throughput.py.
 python - "$work" <<'PY'
@@ -33,4 +34,3 @@ for log in ddp_train ddp_resume; do
     echo "$log:"
     grep -oE "\{'loss': '[0-9.]+'|'eval_loss': '[0-9.]+'|'train_runtime': '[0-9.]+'" "$logs/$log.log"
 done
-rm -rf "$work"

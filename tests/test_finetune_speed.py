@@ -115,6 +115,13 @@ def test_cpu_and_mps_sft_projects_pad_each_batch(render, hardware):
         assert config(project, name)["data"]["padding_free"] is False
 
 
+def cpu_fallback(project) -> str:
+    """The source of build_trainer's branch for a machine without CUDA."""
+    build = function(tree(project), "build_trainer")
+    branches = (n for n in ast.walk(build) if isinstance(n, ast.If))
+    return ast.unparse(next(n for n in branches if "cuda" in ast.unparse(n.test)))
+
+
 @pytest.mark.parametrize("task, scale", [("sft", "medium"), ("dpo", "small")])
 @pytest.mark.parametrize("hardware", GPU)
 def test_gpu_trl_projects_use_liger_kernels_and_pin_them(render, task, scale, hardware):
@@ -125,11 +132,7 @@ def test_gpu_trl_projects_use_liger_kernels_and_pin_them(render, task, scale, ha
     requirements = (project / "requirements.txt").read_text()
     assert f"liger-kernel=={template_gpu_pins()['liger-kernel']}\n" in requirements  # R-PINNED
     # R-DEVICE: the CPU fallback (the smoke tests run it) turns the Triton kernels off.
-    build = function(tree(project), "build_trainer")
-    fallback = next(
-        n for n in ast.walk(build) if isinstance(n, ast.If) and "cuda" in ast.unparse(n.test)
-    )
-    assert "training['use_liger_kernel'] = False" in ast.unparse(fallback)
+    assert "training['use_liger_kernel'] = False" in cpu_fallback(project)
 
 
 @pytest.mark.parametrize("hardware", GPU)
@@ -148,10 +151,7 @@ def test_gpu_sft_compiles_each_decoder_layer_instead_of_liger(render, hardware):
     (compiled,) = (n for n in branches if calls(n, "compile_layers"))
     assert ast.unparse(compiled.test) == "model_cfg['compile_layers']"
     # R-DEVICE: the CPU fallback (the smoke tests run it) runs the layers eagerly.
-    fallback = next(
-        n for n in ast.walk(build) if isinstance(n, ast.If) and "cuda" in ast.unparse(n.test)
-    )
-    assert "model_cfg['compile_layers'] = False" in ast.unparse(fallback)
+    assert "model_cfg['compile_layers'] = False" in cpu_fallback(project)
 
 
 def rendered_compile_layers(project):
