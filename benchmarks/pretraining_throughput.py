@@ -39,6 +39,7 @@ VARIANTS = {
     "compiled, chunked cross-entropy (default)": {},
     "default, half the micro-batch": {"batch_factor": 0.5},
     "default, PyTorch's attention kernel (flash)": {"model.attention_kernel": "null"},
+    "default, FP32 residual stream (nanoGPT's)": {"model.fp32_residual": "true"},
     "default, compile max-autotune-no-cudagraphs": {
         "training.compile_mode": "max-autotune-no-cudagraphs"
     },
@@ -53,7 +54,7 @@ VARIANTS = {
         "training.compile_mode": "max-autotune",
     },
 }
-DEFAULT_VARIANTS = list(VARIANTS)[:5]
+DEFAULT_VARIANTS = list(VARIANTS)[:6]
 # --tiny: a 2-layer model, uncompiled (compiling on a CPU takes minutes and proves little here).
 TINY = {
     "model.preset": "tiny",
@@ -131,6 +132,7 @@ def train(project: Path, overrides: dict, nproc: int | None) -> dict:
     result = {k: statistics.median(r[k] for r in timed) for k in keys if k in timed[0]}
     if "memory_gb" in result:
         result["memory_gb"] = max(r["memory_gb"] for r in timed)
+    result["train_loss"] = timed[-1]["train_loss"]  # the same seed and data: variants compare
     return result
 
 
@@ -140,7 +142,7 @@ def row(name: str, r: dict, reference: float) -> str:
     ratio = r["tokens_per_s"] / reference
     return (
         f"| {name} | {r['tokens_per_s']:,.0f} | {r['tflops']:.1f} | {mfu} | {memory} |"
-        f" {ratio:.2f}x |"
+        f" {r['train_loss']:.3f} | {ratio:.2f}x |"
     )
 
 
@@ -164,8 +166,8 @@ def single_gpu(project: Path, args: argparse.Namespace, tmp: Path) -> None:
     }
     default = dict(rows).get("compiled, chunked cross-entropy (default)", rows[0][1])
     print(f"\n{cfg['preset']}, block {cfg['block_size']}, {args.steps} steps:")
-    print("| variant | tokens/s | TFLOP/s | MFU | peak GiB | vs default |")
-    print("|---|---|---|---|---|---|")
+    print("| variant | tokens/s | TFLOP/s | MFU | peak GiB | last loss | vs default |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in rows:
         print(row(name, r, default["tokens_per_s"]))
 
@@ -177,8 +179,8 @@ def scaling(project: Path, args: argparse.Namespace, tmp: Path) -> None:
         rows.append((f"{n} GPU{'s' if n > 1 else ''}", train(project, overrides, n)))
         print(f"measured: DDP on {n}: {rows[-1][1]}", file=sys.stderr, flush=True)
     print("\nDDP scaling (tokens/s of all GPUs; MFU per GPU):")
-    print("| GPUs | tokens/s | TFLOP/s per GPU | MFU | peak GiB | scaling |")
-    print("|---|---|---|---|---|---|")
+    print("| GPUs | tokens/s | TFLOP/s per GPU | MFU | peak GiB | last loss | scaling |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in rows:
         print(row(name, r, rows[0][1]["tokens_per_s"]))
 

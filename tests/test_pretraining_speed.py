@@ -152,3 +152,68 @@ def test_chunked_cross_entropy_under_bf16_autocast_stays_close(model_py):
         loss = model_py.LinearCrossEntropy.apply(hidden, weight, targets, 100)
     assert loss.dtype == torch.float32
     torch.testing.assert_close(loss, reference, rtol=1e-2, atol=0)
+
+
+GPU = [c for c in COMBOS if c[0] in ("cuda", "multi-gpu")]
+
+
+@pytest.mark.parametrize(("hardware", "scale"), GPU, ids=["-".join(c) for c in GPU])
+def test_gpu_pretraining_runs_the_residual_stream_in_bf16(project):
+    """Issue 8: 5% faster on an H100 (benchmarks/README.md); FP32 is one config value away."""
+    for name in ("train", "smoke"):
+        assert config(project, name)["model"]["fp32_residual"] is False
+
+
+@pytest.mark.parametrize("fp32_residual", [False, True])
+def test_residual_stream_is_in_autocasts_dtype_unless_fp32_residual(model_py, fp32_residual):
+    """Issue 8, R-AMP: under bf16 autocast the blocks pass bf16 activations on (half the bytes
+    for every elementwise kernel); `fp32_residual` keeps them FP32, and without autocast
+    nothing changes. The weights and their gradients stay FP32 either way."""
+    torch.manual_seed(0)
+    config = model_py.GPTConfig.from_preset(
+        "tiny", vocab_size=320, block_size=16, fp32_residual=fp32_residual
+    )
+    model = model_py.GPT(config)
+    seen = []
+    model.blocks[1].register_forward_pre_hook(lambda _, args: seen.append(args[0].dtype))
+    x, y = torch.randint(0, 320, (2, 3, 16))
+    reference = model(x, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(x, y)
+    loss.backward()
+    assert seen == [torch.float32, torch.float32 if fp32_residual else torch.bfloat16]
+    torch.testing.assert_close(loss, reference, rtol=1e-2, atol=0)
+    assert {p.dtype for p in model.parameters()} == {p.grad.dtype for p in model.parameters()}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_bf16_residual_stream_learns_as_the_fp32_one(model_py):
+    """Issue 8, R-AMP: the bf16 residual stream (the cuda default) trains as nanoGPT's FP32 one.
+    On a learnable sequence (each token a function of the one before), under bf16 autocast,
+    both losses fall below a tenth of where they started, along curves within 5% of each other."""
+    vocab, block = 64, 32
+    tokens = [torch.randint(0, vocab, (256,), generator=torch.Generator().manual_seed(1))]
+    for _ in range(block):
+        tokens.append((5 * tokens[-1] + 3) % vocab)  # x[t+1] = 5 x[t] + 3 (mod vocab)
+    tokens = torch.stack(tokens, dim=1)
+    curves = {}
+    for fp32_residual in (False, True):
+        torch.manual_seed(0)
+        config = model_py.GPTConfig.from_preset(
+            "tiny", vocab_size=vocab, block_size=block, fp32_residual=fp32_residual
+        )
+        model = model_py.GPT(config)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        losses = []
+        for step in range(30):
+            batch = tokens[(step * 16) % 256 :][:16]
+            x, y = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(x, y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+        assert losses[-1] < losses[0] / 10, (fp32_residual, losses)
+        curves[fp32_residual] = losses
+    assert sum(curves[False]) == pytest.approx(sum(curves[True]), rel=0.05), curves
