@@ -2,6 +2,7 @@
 
     python benchmarks/pretraining_profile.py ptc               # a rendered cuda project
     python benchmarks/pretraining_profile.py ptc --unchunked   # model.loss_chunk_size 0
+    python benchmarks/pretraining_profile.py ptc --bf16-weights   # the ceiling of bf16 activations
 
 Builds the project's own model (its `model.py` and `configs/train.yaml`: preset, block size,
 micro-batch, accumulation, loss chunking, attention kernel) on random tokens, compiles it with
@@ -48,6 +49,15 @@ def main() -> None:
         action="store_true",
         help="inductor's coordinate_descent_tuning (slower to compile)",
     )
+    parser.add_argument("--chunk", type=int, help="model.loss_chunk_size instead of the config's")
+    parser.add_argument(
+        "--mode", default="default", help="torch.compile mode, e.g. max-autotune-no-cudagraphs"
+    )
+    parser.add_argument(
+        "--bf16-weights",
+        action="store_true",
+        help="the model cast to bf16: a ceiling for bf16 activations, not a training setup",
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("no GPU: this script profiles CUDA kernels")
@@ -67,15 +77,17 @@ def main() -> None:
         m["preset"],
         vocab_size=50304,  # GPT-2's vocabulary, padded to a multiple of 64
         block_size=block,
-        loss_chunk_size=0 if args.unchunked else m["loss_chunk_size"],
-        attention_kernel=m["attention_kernel"],
+        loss_chunk_size=0 if args.unchunked else args.chunk or m["loss_chunk_size"],
+        **{k: m[k] for k in ("attention_kernel", "fp32_residual") if k in m},  # older: absent
     )
     model = GPT(config).cuda()
+    if args.bf16_weights:
+        model.bfloat16()
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": t["weight_decay"]}, {"params": rest}]
     optimizer = torch.optim.AdamW(groups, lr=t["lr"], weight_decay=0.0, fused=True)
-    compiled = torch.compile(model)
+    compiled = torch.compile(model, mode=args.mode)
     tokens = torch.randint(0, 50257, (batch, block + 1), device="cuda")
     x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
