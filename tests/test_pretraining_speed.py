@@ -28,15 +28,23 @@ def project(render, hardware: str, scale: str) -> Path:
     return render("pretraining", hardware, scale)
 
 
-@pytest.fixture(scope="module")
-def model_py(render) -> ModuleType:
-    """The rendered model.py, imported."""
-    spec = importlib.util.spec_from_file_location(
-        "rendered_model", render("pretraining", "cpu") / "model.py"
-    )
+def imported_model_py(project: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"model_{project.name}", project / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def model_py(render) -> ModuleType:
+    """The rendered model.py of a CPU project, imported."""
+    return imported_model_py(render("pretraining", "cpu"))
+
+
+@pytest.fixture(scope="module")
+def gpu_model_py(render) -> ModuleType:
+    """The rendered model.py of a cuda project (autocast, the residual stream's dtype), imported."""
+    return imported_model_py(render("pretraining", "cuda"))
 
 
 def training_loop(module: ast.Module) -> ast.While:
@@ -165,15 +173,15 @@ def test_gpu_pretraining_runs_the_residual_stream_in_bf16(project):
 
 
 @pytest.mark.parametrize("fp32_residual", [False, True])
-def test_residual_stream_is_in_autocasts_dtype_unless_fp32_residual(model_py, fp32_residual):
+def test_residual_stream_is_in_autocasts_dtype_unless_fp32_residual(gpu_model_py, fp32_residual):
     """Issue 8, R-AMP: under bf16 autocast the blocks pass bf16 activations on (half the bytes
     for every elementwise kernel); `fp32_residual` keeps them FP32, and without autocast
     nothing changes. The weights and their gradients stay FP32 either way."""
     torch.manual_seed(0)
-    config = model_py.GPTConfig.from_preset(
+    config = gpu_model_py.GPTConfig.from_preset(
         "tiny", vocab_size=320, block_size=16, fp32_residual=fp32_residual
     )
-    model = model_py.GPT(config)
+    model = gpu_model_py.GPT(config)
     seen = []
     model.blocks[1].register_forward_pre_hook(lambda _, args: seen.append(args[0].dtype))
     x, y = torch.randint(0, 320, (2, 3, 16))
@@ -187,7 +195,7 @@ def test_residual_stream_is_in_autocasts_dtype_unless_fp32_residual(model_py, fp
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
-def test_bf16_residual_stream_learns_as_the_fp32_one(model_py):
+def test_bf16_residual_stream_learns_as_the_fp32_one(gpu_model_py):
     """Issue 8, R-AMP: the bf16 residual stream (the cuda default) trains as nanoGPT's FP32 one.
     On a learnable sequence (each token a function of the one before), under bf16 autocast,
     both losses fall below a tenth of where they started, along curves within 5% of each other."""
@@ -199,10 +207,10 @@ def test_bf16_residual_stream_learns_as_the_fp32_one(model_py):
     curves = {}
     for fp32_residual in (False, True):
         torch.manual_seed(0)
-        config = model_py.GPTConfig.from_preset(
+        config = gpu_model_py.GPTConfig.from_preset(
             "tiny", vocab_size=vocab, block_size=block, fp32_residual=fp32_residual
         )
-        model = model_py.GPT(config)
+        model = gpu_model_py.GPT(config)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
         losses = []
         for step in range(30):

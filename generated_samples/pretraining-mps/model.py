@@ -53,7 +53,6 @@ class GPTConfig:
     gradient_checkpointing: bool = False
     loss_chunk_size: int = 0  # tokens per cross-entropy chunk; 0: the whole batch at once
     attention_kernel: str | None = None  # an SDPA_KERNELS name tried first; None: PyTorch's order
-    fp32_residual: bool = False  # under autocast, True keeps the residual stream FP32
 
     def __post_init__(self) -> None:
         if self.attention_kernel not in (None, *SDPA_KERNELS):
@@ -202,12 +201,6 @@ class GPT(nn.Module):
         assert T <= self.config.block_size, f"sequence of {T} > block_size {self.config.block_size}"
         pos = torch.arange(T, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))
-        device_type = idx.device.type
-        if torch.is_autocast_enabled(device_type) and not self.config.fp32_residual:
-            # The FP32 embeddings would make the whole residual stream FP32. In autocast's dtype
-            # it is what bf16 weights give (Megatron, torchtitan's FSDP): every elementwise and
-            # LayerNorm kernel moves half the bytes, and the step is 5% faster on an H100.
-            x = x.to(torch.get_autocast_dtype(device_type))
         for block in self.blocks:
             if self.config.gradient_checkpointing and self.training:
                 # R-MEMORY: recompute activations in backward instead of storing them.
