@@ -20,6 +20,8 @@ COMBOS = [(hw, scale) for _, hw, scale in valid_combinations(["pretraining"])]
 ALL = pytest.mark.parametrize(("hardware", "scale"), COMBOS, ids=["-".join(c) for c in COMBOS])
 # Where the host reads the device only at sync points (MPS checks each step: see R-NAN-GUARD).
 NO_SYNC = [c for c in COMBOS if c[0] != "mps"]
+# Where train.py runs bf16 autocast, and model.py has the residual stream's dtype to choose.
+GPU = [c for c in COMBOS if c[0] in ("cuda", "multi-gpu")]
 HOST_SYNCS = {"item", "tolist", "cpu", "numpy", "synchronize", "all_reduce", "all_gather"}
 
 
@@ -160,9 +162,6 @@ def test_chunked_cross_entropy_under_bf16_autocast_stays_close(model_py):
         loss = model_py.LinearCrossEntropy.apply(hidden, weight, targets, 100)
     assert loss.dtype == torch.float32
     torch.testing.assert_close(loss, reference, rtol=1e-2, atol=0)
-
-
-GPU = [c for c in COMBOS if c[0] in ("cuda", "multi-gpu")]
 
 
 @pytest.mark.parametrize(("hardware", "scale"), GPU, ids=["-".join(c) for c in GPU])
