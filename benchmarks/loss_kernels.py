@@ -25,10 +25,10 @@ import torch
 import triton
 import triton.language as tl
 import yaml
+from pretraining_profile import kind_of  # kernel names by kind: matmul, attention, inductor...
 from torch.profiler import ProfilerActivity, profile
 
 VOCAB = 50304  # GPT-2's vocabulary, padded to a multiple of 64
-MATMUL_KERNELS = ("gemm", "nvjet", "xmma", "cutlass", "sm90")
 
 
 @triton.jit
@@ -54,36 +54,34 @@ def _softmax_grad_rows(scores_ptr, targets_ptr, losses_ptr, stride, vocab, BLOCK
         tl.store(base + cols, grad.to(scores_ptr.dtype.element_ty), mask=mask)
 
 
-class TritonReference(torch.autograd.Function):
-    """The projects' chunked loss with the Triton softmax pass; the same matmuls."""
+def with_triton_softmax(loss_class: type) -> type:
+    """The project's chunked loss with the softmax pass in Triton: the same matmuls, and the
+    project's own backward, which scales the gradients this forward saves."""
 
-    @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk_size):
-        n_rows = hidden.size(0)
-        loss = torch.zeros((), device=hidden.device)
-        grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32)
-        low = weight.to(hidden.dtype)  # cast once, as autocast does in a compiled graph
-        for start in range(0, n_rows, chunk_size):
-            rows = slice(start, start + chunk_size)
-            h, y = hidden[rows], targets[rows]
-            scores = h @ low.t()
-            losses = torch.empty(scores.size(0), device=scores.device)
-            _softmax_grad_rows[(scores.size(0),)](
-                scores, y, losses, scores.stride(0), scores.size(1), BLOCK=4096, num_warps=8
-            )
-            loss += losses.sum()
-            grad_hidden[rows] = scores @ low
-            torch.addmm(grad_weight, scores.t(), h, out_dtype=torch.float32, out=grad_weight)
-        ctx.save_for_backward(grad_hidden, grad_weight)
-        ctx.n_rows = n_rows
-        return loss / n_rows
+    class TritonReference(loss_class):
+        @staticmethod
+        def forward(ctx, hidden, weight, targets, chunk_size):
+            n_rows = hidden.size(0)
+            loss = torch.zeros((), device=hidden.device)
+            grad_hidden = torch.empty_like(hidden)
+            grad_weight = torch.zeros_like(weight, dtype=torch.float32)
+            low = weight.to(hidden.dtype)  # cast once, as autocast does in a compiled graph
+            for start in range(0, n_rows, chunk_size):
+                rows = slice(start, start + chunk_size)
+                h, y = hidden[rows], targets[rows]
+                scores = h @ low.t()
+                losses = torch.empty(scores.size(0), device=scores.device)
+                _softmax_grad_rows[(scores.size(0),)](
+                    scores, y, losses, scores.stride(0), scores.size(1), BLOCK=4096, num_warps=8
+                )
+                loss += losses.sum()
+                grad_hidden[rows] = scores @ low
+                torch.addmm(grad_weight, scores.t(), h, out_dtype=torch.float32, out=grad_weight)
+            ctx.save_for_backward(grad_hidden, grad_weight)
+            ctx.n_rows = n_rows
+            return loss / n_rows
 
-    @staticmethod
-    def backward(ctx, grad_loss):
-        grad_hidden, grad_weight = ctx.saved_tensors
-        scale = grad_loss / ctx.n_rows
-        return grad_hidden * scale, grad_weight * scale, None, None
+    return TritonReference
 
 
 def project_loss(project: Path):
@@ -120,11 +118,7 @@ def measure(label, loss_fn, hidden0, weight, targets, accum, iters):
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         loss = once()
         torch.cuda.synchronize()
-    other = sum(
-        e.self_device_time_total
-        for e in prof.key_averages()
-        if not any(part in e.key.lower() for part in MATMUL_KERNELS)
-    )
+    other = sum(e.self_device_time_total for e in prof.key_averages() if kind_of(e.key) != "matmul")
     print(
         f"| {label} | {ms:.2f} | {ms * accum:.0f} | {other / 1e3:.2f} | {loss.item():.6f} "
         f"| {hidden.grad.float().norm():.6f} | {weight.grad.norm():.6f} |",
@@ -156,7 +150,8 @@ def main() -> None:
         torch._dynamo.reset()
         fn = torch.compile(lambda h, cls=cls: cls.apply(h, weight, targets, chunk))
         measure(label, fn, hidden0, weight, targets, accum, args.iters)
-    reference = lambda h: TritonReference.apply(h, weight, targets, chunk)  # noqa: E731
+    reference_class = with_triton_softmax(loss_class)
+    reference = lambda h: reference_class.apply(h, weight, targets, chunk)  # noqa: E731
     label = "Triton softmax pass (reference)"
     measure(label, reference, hidden0, weight, targets, accum, args.iters)
 
