@@ -3,6 +3,8 @@
     python benchmarks/pretraining_profile.py ptc               # a rendered cuda project
     python benchmarks/pretraining_profile.py ptc --unchunked   # model.loss_chunk_size 0
     python benchmarks/pretraining_profile.py ptc --bf16-weights   # the ceiling of bf16 activations
+    python benchmarks/pretraining_profile.py ptc --cudagraphs     # compile mode reduce-overhead
+    torchrun --nproc_per_node 1 benchmarks/pretraining_profile.py ptm --ddp [--bucket-mb 100]
 
 Builds the project's own model (its `model.py` and `configs/train.yaml`: preset, block size,
 micro-batch, accumulation, loss chunking, attention kernel) on random tokens, compiles it with
@@ -10,16 +12,24 @@ its loss as `train.py` does, and runs whole optimizer steps (bf16 autocast, fuse
 gradient clipping) with no data loading, evaluation or logging. It prints the bare loop's
 tokens/s and MFU, for comparison with `pretraining_throughput.py` on the project itself, then
 profiles one step: wall time, GPU busy time, kernel time by kind (matmuls, attention,
-inductor's fused kernels, optimizer, other) and the kernels that took the most.
+inductor's fused kernels, optimizer, other), the kernels that took the most, and the longest
+stretches the GPU sat idle, with the kernels on either side.
+
+`--ddp` (under torchrun) wraps the model in DDP before compiling it, as a multi-gpu project's
+`train.py` does, with `no_sync` on every micro-batch but the last; `--bucket-mb` sets DDP's
+bucket size and `--no-optimize-ddp` turns off dynamo's graph split at bucket boundaries.
 """
 
 import argparse
+import os
 import sys
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import yaml
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
@@ -58,6 +68,18 @@ def main() -> None:
         action="store_true",
         help="the model cast to bf16: a ceiling for bf16 activations, not a training setup",
     )
+    parser.add_argument(
+        "--cudagraphs",
+        action="store_true",
+        help="compile mode reduce-overhead; gradients kept allocated and added into",
+    )
+    parser.add_argument("--ddp", action="store_true", help="DDP, as a multi-gpu project (torchrun)")
+    parser.add_argument("--bucket-mb", type=float, default=25.0, help="DDP's bucket_cap_mb")
+    parser.add_argument(
+        "--no-optimize-ddp",
+        action="store_true",
+        help="one compiled graph; DDP all-reduces after the whole backward",
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("no GPU: this script profiles CUDA kernels")
@@ -69,6 +91,11 @@ def main() -> None:
         import torch._inductor.config as inductor
 
         inductor.coordinate_descent_tuning = True
+    if args.no_optimize_ddp:
+        torch._dynamo.config.optimize_ddp = False
+    if args.ddp:
+        dist.init_process_group("nccl")
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     torch.set_float32_matmul_precision("high")
     torch.manual_seed(0)
     m, t = cfg["model"], cfg["training"]
@@ -87,18 +114,31 @@ def main() -> None:
     rest = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": t["weight_decay"]}, {"params": rest}]
     optimizer = torch.optim.AdamW(groups, lr=t["lr"], weight_decay=0.0, fused=True)
-    compiled = torch.compile(model, mode=args.mode)
+    wrapped = model
+    if args.ddp:
+        device = torch.cuda.current_device()
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device], bucket_cap_mb=args.bucket_mb
+        )
+    compiled = torch.compile(wrapped, mode="reduce-overhead" if args.cudagraphs else args.mode)
     tokens = torch.randint(0, 50257, (batch, block + 1), device="cuda")
     x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
     def step() -> None:
-        for _ in range(accum):
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = compiled(x, y)
-            (loss / accum).backward()
+        for micro in range(accum):
+            if args.cudagraphs:
+                # Each replay overwrites the last one's outputs: nothing may hold on to them.
+                torch.compiler.cudagraph_mark_step_begin()
+            sync = args.ddp and micro == accum - 1
+            with wrapped.no_sync() if args.ddp and not sync else nullcontext():
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    loss = compiled(x, y)
+                (loss / accum).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        # With CUDA graphs, a gradient set to None would be the graph's own output buffer on
+        # the next micro-batch, which the replay after it overwrites.
+        optimizer.zero_grad(set_to_none=not args.cudagraphs)
 
     started = time.perf_counter()
     for _ in range(3):
@@ -134,6 +174,29 @@ def main() -> None:
     print("kernels that took the most GPU time:")
     for (kind, name), seconds in sorted(by_kernel.items(), key=lambda kv: -kv[1])[:20]:
         print(f"  {1e3 * seconds:8.1f} ms  {kind:10} {name}")
+    print_idle(prof)
+    if args.ddp:
+        dist.destroy_process_group()
+
+
+def print_idle(prof: profile, shown: int = 8) -> None:
+    """The GPU's idle stretches within the step: their total and the longest, with the
+    kernels that ended before and started after each."""
+    kernels = sorted(
+        (e.time_range.start, e.time_range.end, e.name)
+        for e in prof.events()
+        if e.device_type == DeviceType.CUDA and not e.is_user_annotation
+    )
+    gaps, busy_until, last = [], kernels[0][1], kernels[0][2]
+    for start, end, name in kernels[1:]:
+        if start > busy_until:
+            gaps.append((start - busy_until, last, name))
+        if end > busy_until:
+            busy_until, last = end, name
+    idle = sum(gap for gap, _, _ in gaps) / 1e3
+    print(f"GPU idle between kernels: {idle:.1f} ms in {len(gaps)} gaps")
+    for gap, before, after in sorted(gaps, reverse=True)[:shown]:
+        print(f"  {gap / 1e3:7.2f} ms  after {before[:60]}  before {after[:60]}")
 
 
 if __name__ == "__main__":

@@ -570,7 +570,12 @@ def train(cfg: dict, resume: str | None) -> None:
         raise SystemExit("the model has no trainable parameters")
     flops_per_token = raw_model.flops_per_token()
     # R-DDP-INIT: every rank built the same weights from the same seed; DDP keeps them equal.
-    model = DDP(raw_model, device_ids=[local_rank] if device.type == "cuda" else None)
+    # Compiled, the backward is split into one graph per gradient bucket, so that each bucket's
+    # all-reduce starts while the rest runs. 100 MB buckets (torchtitan's) rather than DDP's
+    # 25 split it a quarter as often: 1.8% faster on one H100 at gpt2-124m (benchmarks/).
+    model = DDP(
+        raw_model, device_ids=[local_rank] if device.type == "cuda" else None, bucket_cap_mb=100
+    )
     seed_everything(t["seed"] + rank)  # R-RANK-SEED: per-rank randomness (dropout) from here on
 
     # AdamW; weight decay on matrices (linear and embedding weights), not on biases and norms.
