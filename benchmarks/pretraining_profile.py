@@ -4,6 +4,8 @@
     python benchmarks/pretraining_profile.py ptc --unchunked   # model.loss_chunk_size 0
     python benchmarks/pretraining_profile.py ptc --bf16-weights   # the ceiling of bf16 activations
     python benchmarks/pretraining_profile.py ptc --cudagraphs     # compile mode reduce-overhead
+    python benchmarks/pretraining_profile.py ptc --preset gpt-6.7b --layers 4 --batch 4 \
+        --block 2048 --accum 2 --checkpointing off   # a large model's layers, on one GPU
     torchrun --nproc_per_node 1 benchmarks/pretraining_profile.py ptm --ddp [--bucket-mb 100]
 
 Builds the project's own model (its `model.py` and `configs/train.yaml`: preset, block size,
@@ -15,12 +17,16 @@ profiles one step: wall time, GPU busy time, kernel time by kind (matmuls, atten
 inductor's fused kernels, optimizer, other), the kernels that took the most, and the longest
 stretches the GPU sat idle, with the kernels on either side.
 
-`--ddp` (under torchrun) wraps the model in DDP before compiling it, as a multi-gpu project's
-`train.py` does, with `no_sync` on every micro-batch but the last; `--bucket-mb` sets DDP's
-bucket size and `--no-optimize-ddp` turns off dynamo's graph split at bucket boundaries.
+`--preset`, `--layers`, `--batch`, `--block`, `--accum` and `--checkpointing` override the
+config: a few layers of a large preset measure its per-layer speed and activation memory on
+one GPU. `--ddp` (under torchrun) wraps the model in DDP before compiling it, as a multi-gpu
+project's `train.py` does, with `no_sync` on every micro-batch but the last; `--bucket-mb`
+sets DDP's bucket size and `--no-optimize-ddp` turns off dynamo's graph split at bucket
+boundaries.
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -80,6 +86,14 @@ def main() -> None:
         action="store_true",
         help="one compiled graph; DDP all-reduces after the whole backward",
     )
+    parser.add_argument("--preset", help="model.preset instead of the config's")
+    parser.add_argument("--layers", type=int, help="the preset's layer count instead")
+    parser.add_argument("--batch", type=int, help="training.batch_size instead")
+    parser.add_argument("--block", type=int, help="model.block_size instead")
+    parser.add_argument("--accum", type=int, help="training.grad_accum_steps instead")
+    parser.add_argument(
+        "--checkpointing", choices=("on", "off"), help="model.gradient_checkpointing instead"
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("no GPU: this script profiles CUDA kernels")
@@ -99,13 +113,23 @@ def main() -> None:
     torch.set_float32_matmul_precision("high")
     torch.manual_seed(0)
     m, t = cfg["model"], cfg["training"]
-    batch, accum, block = t["batch_size"], t["grad_accum_steps"], m["block_size"]
+    batch = args.batch or t["batch_size"]
+    accum = args.accum or t["grad_accum_steps"]
+    block = args.block or m["block_size"]
+    checkpointing = {"on": True, "off": False}.get(args.checkpointing, m["gradient_checkpointing"])
     config = GPTConfig.from_preset(
-        m["preset"],
+        args.preset or m["preset"],
         vocab_size=50304,  # GPT-2's vocabulary, padded to a multiple of 64
         block_size=block,
         loss_chunk_size=0 if args.unchunked else args.chunk or m["loss_chunk_size"],
+        gradient_checkpointing=checkpointing,
         **{k: m[k] for k in ("attention_kernel", "fp32_residual") if k in m},  # older: absent
+    )
+    if args.layers:
+        config = dataclasses.replace(config, n_layer=args.layers)
+    print(
+        f"{config.n_layer} layers of width {config.n_embd}, {batch} x {block} tokens "
+        f"x {accum} micro-batches, gradient checkpointing {config.gradient_checkpointing}"
     )
     model = GPT(config).cuda()
     if args.bf16_weights:
@@ -153,7 +177,8 @@ def main() -> None:
     tflops = model.flops_per_token() * rate / 1e12
     print(f"bare loop: {rate:,.0f} tokens/s, {tflops:.1f} TFLOP/s, "
           f"MFU {100 * tflops / t['peak_tflops']:.1f}%, "
-          f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")  # fmt: skip
+          f"peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB, weights and AdamW "
+          f"state {torch.cuda.memory_allocated() / 2**30:.2f} GiB")  # fmt: skip
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         started = time.perf_counter()

@@ -12,9 +12,10 @@ with compilation left out) and peak GPU memory.
 
 --ddp also runs a rendered multi-gpu project through torchrun on 1, 2, 4 ... GPUs at the same
 per-GPU batch and prints the scaling. --baseline adds another project (e.g. one rendered by an
-older scaffold) as a row, trained with the same overrides. --tiny renders the projects itself
-and runs a 2-layer model on the CPU (the multi-gpu one on 2 gloo processes): figures from it
-mean nothing; it proves the script and the projects work together.
+older scaffold) as a row, trained with the same overrides. --set KEY=VALUE overrides the config
+for every run (e.g. a smaller preset of a large FSDP project, to run it on one GPU). --tiny
+renders the projects itself and runs a 2-layer model on the CPU (the multi-gpu one on 2 gloo
+processes): figures from it mean nothing; it proves the script and the projects work together.
 """
 
 import argparse
@@ -110,6 +111,7 @@ def overrides_for(project: Path, variant: dict, args: argparse.Namespace, out: P
     }
     if args.tiny:
         overrides["training.peak_tflops"] = "null"
+    overrides.update(setting.split("=", 1) for setting in args.set)
     overrides.update({k: v for k, v in variant.items() if k != "batch_factor"})
     if args.tiny:
         overrides["training.compile"] = "false"
@@ -196,6 +198,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--log-every", type=int, default=5, help="steps per timed window")
     parser.add_argument("--accum", type=int, help="micro-batches per step (default: config's)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for every run, e.g. model.preset=gpt2-1.5b (repeatable)",
+    )
     parser.add_argument("--tiny", action="store_true", help="CPU plumbing check")
     args = parser.parse_args()
     if not args.project and args.variants and not args.tiny:
