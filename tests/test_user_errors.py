@@ -285,3 +285,22 @@ def test_preference_pairs_all_longer_than_max_length_are_one_clear_message(rende
     assert result.returncode != 0
     assert "preferences.jsonl: every pair is longer than reward_training.max_length (8" in output
     assert "Traceback" not in output
+
+
+def test_float8_without_a_float8_gpu_is_one_clear_message(render, tmp_path):
+    """Issue 8: large pretraining's opt-in float8 needs H100-class GPUs; anywhere else (here,
+    CPUs under gloo) every worker stops with one message naming the key, not a traceback."""
+    project = ready(render("pretraining", "multi-gpu", "large"), tmp_path / "project")
+    command = ["env", "CONFIG=configs/smoke.yaml", "bash", "launch/torchrun.sh"]
+    result = subprocess.run(
+        [*command, "--training.float8", "true"],
+        cwd=project,
+        env={**ENV, **rendezvous()},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "training.float8 needs GPUs with float8 matmuls" in output
+    assert "Traceback" not in output
