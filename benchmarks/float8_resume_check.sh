@@ -21,12 +21,12 @@ args=(--config configs/train.yaml --data.out_dir "$work/data" --data.num_workers
       --training.warmup_steps 1 --training.lr_decay_steps 8 --training.compile false
       --eval.interval 2 --eval.batches 1 --checkpoint.interval 2 --logging.interval 2)
 for first in true false; do
-  then=$([ "$first" = true ] && echo false || echo true)
+  second=$([ "$first" = true ] && echo false || echo true)
   out="$work/run-float8-$first"
   torchrun --standalone --nproc_per_node 1 train.py "${args[@]}" --training.out_dir "$out" \
     --training.max_steps 4 --training.float8 "$first"
   torchrun --standalone --nproc_per_node 1 train.py "${args[@]}" --training.out_dir "$out" \
-    --training.max_steps 6 --training.float8 "$then" --resume
+    --training.max_steps 6 --training.float8 "$second" --resume
   python - "$out/model.safetensors" <<'PY'
 import sys
 
