@@ -153,8 +153,8 @@ def main() -> None:
             if args.cudagraphs:
                 # Each replay overwrites the last one's outputs: nothing may hold on to them.
                 torch.compiler.cudagraph_mark_step_begin()
-            sync = args.ddp and micro == accum - 1
-            with wrapped.no_sync() if args.ddp and not sync else nullcontext():
+            defer_all_reduce = args.ddp and micro < accum - 1
+            with wrapped.no_sync() if defer_all_reduce else nullcontext():
                 with torch.autocast("cuda", dtype=torch.bfloat16):
                     loss = compiled(x, y)
                 (loss / accum).backward()
