@@ -180,9 +180,13 @@ def job_log(project: Path, job: str) -> Path:
 def describe(project: Path, job: str, env: dict) -> str:
     """What to look at when a job went wrong: its record, its log and the daemons' logs."""
     log = job_log(project, job)
-    output = read(log)[-6000:] or f"no {log.name}"
+    # Per-step loss lines would push an error at the end of a long log out of view.
+    lines = read(log).splitlines(keepends=True)
+    kept = [line for line in lines if not line.startswith(("{'loss'", "step "))]
+    output = "".join(kept)[-6000:] or f"no {log.name}"
     root = Path(env["SLURM_CONF"]).parent
-    return f"{job_fields(job, env)}\n--- {log.name}\n{output}\n{logs(root)}"
+    # The job's log last: a long report is cut in its middle, and an error ends the log.
+    return f"{job_fields(job, env)}\n{logs(root)}\n--- {log.name}\n{output}"
 
 
 def read(path: Path) -> str:

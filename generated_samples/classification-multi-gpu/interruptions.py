@@ -2,7 +2,7 @@
 
 - SIGTERM or SIGUSR1 (what a scheduler sends on preemption or ahead of a time limit), or
   Ctrl+C: the trainer finishes its step, saves a checkpoint and the process exits 0.
-  A second Ctrl+C stops at once.
+  A second Ctrl+C stops at once; repeated SIGTERMs and SIGUSR1s are ignored.
 - The launcher dies, even by SIGKILL: the workers exit within seconds instead of training on.
 - Every checkpoint-* directory gets the SHA-256 sums of its files, written last. `--resume`
   skips a newer checkpoint that lacks them or does not match them (a save cut short, a disk
@@ -42,13 +42,13 @@ class SaveAndStopOnSignal(TrainerCallback):
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        # A scheduler may deliver SIGTERM more than once (to every process, and via a launcher):
-        # only a repeated Ctrl+C means "stop now".
         if signum == signal.SIGINT and self.signalled.is_set():
-            raise KeyboardInterrupt
-        if not self.signalled.is_set():
-            print(f"{signal.Signals(signum).name}: saving a checkpoint after this step", flush=True)
+            raise KeyboardInterrupt  # only a repeated Ctrl+C means "stop now"
+        if self.signalled.is_set():
+            return
         self.signalled.set()
+        ignore_repeated_stop_signals()
+        announce(f"{signal.Signals(signum).name}: saving a checkpoint after this step")
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
@@ -59,6 +59,8 @@ class SaveAndStopOnSignal(TrainerCallback):
         dist.all_reduce(flag)
         stopping = flag.item() > 0
         if stopping:
+            # This rank may stop on another's signal, with its own copy still on the way.
+            ignore_repeated_stop_signals()
             control.should_save = True
             control.should_training_stop = True
             self.stopped = True
@@ -77,6 +79,22 @@ class SaveAndStopOnSignal(TrainerCallback):
             if args.should_save:
                 print(f"stopped at step {state.global_step}; continue with --resume", flush=True)
             raise SystemExit(0)
+
+
+def ignore_repeated_stop_signals() -> None:
+    """A scheduler's SIGTERM can come more than once: it signals every process, and the
+    launcher passes its own on, late when the machine is busy. A copy that lands as the
+    process exits would kill it (Python gives signals their default action back then) and
+    turn a clean stop into a failed job: once stopping, SIGTERM and SIGUSR1 are ignored."""
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def announce(message: str) -> None:
+    """A line from a signal handler. os.write, not print: the handler runs between two
+    bytecodes of the code it interrupted, possibly inside a print to stdout, and a buffered
+    stream refuses a second write from the same thread ("reentrant call")."""
+    os.write(sys.stdout.fileno(), f"{message}\n".encode())
 
 
 def _sha256(path: Path) -> str:

@@ -388,6 +388,12 @@ class Logger:
     def info(self, message: str) -> None:
         self.show(message)
 
+    def from_signal_handler(self, message: str) -> None:
+        """A line written by a signal handler. os.write, not print: the handler runs between
+        two bytecodes of the code it interrupted, possibly inside a print to stdout, and a
+        buffered stream refuses a second write from the same thread ("reentrant call")."""
+        os.write(sys.stdout.fileno(), f"{message}\n".encode())
+
     def metrics(self, step: int, values: dict[str, float]) -> None:
         """R-ITEM-LOGGING: Python floats only; json.dumps refuses tensors."""
         self.file.write(json.dumps({"step": step, **values}) + "\n")
@@ -431,19 +437,31 @@ def run_estimate(seconds_per_step: float, max_steps: int, steps_left: int | None
 def stop_on_signal(log: Logger) -> threading.Event:
     """R-SAFE-INTERRUPT: SIGTERM or SIGUSR1 (what a scheduler sends on preemption or ahead of
     a time limit) or Ctrl+C finishes the current step, saves a checkpoint and exits 0.
-    A scheduler may send SIGTERM more than once: only a second Ctrl+C stops at once."""
+    Only a second Ctrl+C stops at once."""
     stop = threading.Event()
 
     def handler(signum: int, frame) -> None:
         if signum == signal.SIGINT and stop.is_set():
             raise KeyboardInterrupt
-        if not stop.is_set():
-            log.info(f"{signal.Signals(signum).name}: saving a checkpoint after this step")
+        if stop.is_set():
+            return
         stop.set()
+        ignore_repeated_stop_signals()
+        name = signal.Signals(signum).name
+        log.from_signal_handler(f"{name}: saving a checkpoint after this step")
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
         signal.signal(signum, handler)
     return stop
+
+
+def ignore_repeated_stop_signals() -> None:
+    """A scheduler's SIGTERM can come more than once (to every process, and through a
+    launcher, late when the machine is busy). A copy that lands as the process exits would
+    kill it, as Python gives signals their default action back then, and turn a clean stop
+    into a failed job: once stopping, SIGTERM and SIGUSR1 are ignored."""
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def pick_device() -> torch.device:
