@@ -71,10 +71,11 @@ class SaveAndStopOnSignal(TrainerCallback):
 
 
 def ignore_repeated_stop_signals() -> None:
-    """A scheduler's SIGTERM can come more than once: it signals every process, and the
-    launcher passes its own on, late when the machine is busy. A copy that lands as the
-    process exits would kill it (Python gives signals their default action back then) and
-    turn a clean stop into a failed job: once stopping, SIGTERM and SIGUSR1 are ignored."""
+    """A scheduler's SIGTERM can come more than once (to every process of the job, and
+    through a launcher or wrapper script, late when the machine is busy). A copy that lands
+    as the process exits would kill it, as Python gives signals their default action back
+    then, and turn a clean stop into a failed job: once stopping, SIGTERM and SIGUSR1 are
+    ignored."""
     for signum in (signal.SIGTERM, signal.SIGUSR1):
         signal.signal(signum, signal.SIG_IGN)
 
