@@ -53,12 +53,14 @@ def run_smoke(project: Path, script: str, *args: str) -> subprocess.CompletedPro
 
 
 def free_port() -> int:
-    """A free TCP port below the kernel's ephemeral range, which the many connections of a
-    concurrent gloo run draw from: one of them could take an ephemeral port between this
-    pick and its owner's bind (torchrun would then join whatever answers there)."""
+    """A free TCP port in 10000-19999. Below the kernel's ephemeral range, which the many
+    connections of a concurrent gloo run draw from: one of them could take an ephemeral port
+    between this pick and its owner's bind (torchrun would then join whatever answers there).
+    Below 20000, where launch/slurm.sbatch puts a job's rendezvous (20000 + job id % 10000),
+    as it does for the SLURM tests' jobs while other tests run beside them."""
     ephemeral_start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     while True:
-        port = random.randrange(10_000, ephemeral_start)
+        port = random.randrange(10_000, min(20_000, ephemeral_start))
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
