@@ -19,12 +19,15 @@ processes): figures from it mean nothing; it proves the script and the projects 
 """
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -118,16 +121,58 @@ def overrides_for(project: Path, variant: dict, args: argparse.Namespace, out: P
     return overrides
 
 
-def train(project: Path, overrides: dict, nproc: int | None) -> dict:
+def timed_windows(log: Path) -> list[dict]:
+    """The project's log windows with a throughput figure, after the first two (compilation)."""
+    # Complete lines only: the run may be writing the last one.
+    lines = log.read_text().split("\n")[:-1] if log.exists() else []
+    return [r for r in map(json.loads, lines) if "tokens_per_s" in r][2:]
+
+
+def process_tree(root: int) -> list[int]:
+    """root and its descendants (Linux /proc): torchrun starts its workers in sessions of
+    their own, so killing torchrun's process group would leave them running."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # a process that ended meanwhile
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    return tree
+
+
+def run_until(cmd: list[str], cwd: Path, log: Path, windows: int | None) -> None:
+    """Run cmd to its end, or, with windows, only until the log holds that many timed
+    windows: then SIGKILL the whole tree, so that no checkpoint and no model.safetensors are
+    written (at gpt-6.7b they are 107 GB) and no SIGTERM handler starts a save."""
+    with subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL) as process:  # stderr: log
+        while process.poll() is None:
+            if windows and len(timed_windows(log)) >= windows:
+                for pid in reversed(process_tree(process.pid)):  # workers first
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                process.wait()
+                return
+            time.sleep(2)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, cmd)
+
+
+def train(project: Path, overrides: dict, nproc: int | None, windows: int | None) -> dict:
     """Train once; the medians of the project's log windows after the first two."""
     launch = [sys.executable]
     if nproc:
         launch += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     args = [f"--{k}={v}" for k, v in overrides.items()]
     cmd = [*launch, "train.py", "--config", "configs/train.yaml", *args]
-    subprocess.run(cmd, cwd=project, check=True, stdout=subprocess.DEVNULL)  # stderr: the log
-    lines = (Path(overrides["training.out_dir"]) / "log.jsonl").read_text().splitlines()
-    timed = [r for r in map(json.loads, lines) if "tokens_per_s" in r][2:]
+    log = Path(overrides["training.out_dir"]) / "log.jsonl"
+    run_until(cmd, project, log, windows)
+    timed = timed_windows(log)
     if not timed:
         raise SystemExit("too few log windows: raise --steps or lower --log-every")
     keys = ("tokens_per_s", "tflops", "mfu", "memory_gb")
@@ -153,7 +198,7 @@ def single_gpu(project: Path, args: argparse.Namespace, tmp: Path) -> None:
     for name in args.variants:
         overrides = overrides_for(project, VARIANTS[name], args, tmp / f"run-{len(rows)}")
         try:
-            rows.append((name, train(project, overrides, None)))
+            rows.append((name, train(project, overrides, None, args.windows)))
         except subprocess.CalledProcessError as failed:  # the other variants still run
             print(f"failed: {name}: exit {failed.returncode}", file=sys.stderr, flush=True)
             continue
@@ -161,7 +206,8 @@ def single_gpu(project: Path, args: argparse.Namespace, tmp: Path) -> None:
         print(f"measured: {name}: {rows[-1][1]}", file=sys.stderr, flush=True)
     if args.baseline:
         overrides = overrides_for(args.baseline, {}, args, tmp / "run-baseline")
-        rows.append((f"baseline: {args.baseline.name}", train(args.baseline, overrides, None)))
+        result = train(args.baseline, overrides, None, args.windows)
+        rows.append((f"baseline: {args.baseline.name}", result))
     cfg = {
         **project_config(project)["model"],
         **({"preset": "tiny", "block_size": 64} if args.tiny else {}),
@@ -178,7 +224,7 @@ def scaling(project: Path, args: argparse.Namespace, tmp: Path) -> None:
     rows = []
     for n in args.gpus:
         overrides = overrides_for(project, {}, args, tmp / f"ddp-{n}")
-        rows.append((f"{n} GPU{'s' if n > 1 else ''}", train(project, overrides, n)))
+        rows.append((f"{n} GPU{'s' if n > 1 else ''}", train(project, overrides, n, args.windows)))
         print(f"measured: DDP on {n}: {rows[-1][1]}", file=sys.stderr, flush=True)
     print("\nDDP scaling (tokens/s of all GPUs; MFU per GPU):")
     print("| GPUs | tokens/s | TFLOP/s per GPU | MFU | peak GiB | last loss | scaling |")
@@ -204,6 +250,11 @@ def main() -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a config override for every run, e.g. model.preset=gpt2-1.5b (repeatable)",
+    )
+    parser.add_argument(
+        "--windows",
+        type=int,
+        help="stop each run after this many timed windows, before its final checkpoint",
     )
     parser.add_argument("--tiny", action="store_true", help="CPU plumbing check")
     args = parser.parse_args()
