@@ -128,8 +128,11 @@ def test_pretraining_flattens_logits_and_shifts_targets_once(project):
     model_py = tree(project, "model.py")
     gpt = next(n for n in model_py.body if isinstance(n, ast.ClassDef) and n.name == "GPT")
     forward = ast.unparse(function(gpt, "forward"))
-    assert "x.view(-1, x.size(-1))" in forward and "targets.view(-1)" in forward
-    assert "[:, 1:]" not in forward and "[..., 1:]" not in forward  # no second shift
+    assert "return self.loss(x, targets)" in forward
+    loss = ast.unparse(function(gpt, "loss"))
+    assert "x.view(-1, x.size(-1))" in loss and "targets.view(-1)" in loss
+    for code in (forward, loss):
+        assert "[:, 1:]" not in code and "[..., 1:]" not in code  # no second shift
     item = ast.unparse(function(tree(project), "__getitem__"))
     assert "return (window[:-1], window[1:])" in item
 

@@ -2,8 +2,9 @@
 
 Attention runs through `F.scaled_dot_product_attention` (flash / memory-efficient kernels
 where the device has them); the output projection reuses the token embedding (weight tying).
-Given targets, the model returns the loss, so one compiled graph holds forward and loss,
-and the cross-entropy never holds the full (tokens, vocab) logits. Reload a trained model with:
+Given targets, the model returns the loss (`GPT.loss`), so torch.compile compiles the loss
+with the model, and the cross-entropy never holds the full (tokens, vocab) logits. Reload a
+trained model with:
 
     model = GPT(GPTConfig.from_preset(preset, vocab_size=..., block_size=...))
     safetensors.torch.load_model(model, "runs/.../model.safetensors")
@@ -164,8 +165,15 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
+        self.gradient_checkpointing = config.gradient_checkpointing
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gradient_checkpointing and self.training:
+            # R-MEMORY: recompute the block's activations in backward instead of storing them.
+            return checkpoint(self.residual_branches, x, use_reentrant=False)
+        return self.residual_branches(x)
+
+    def residual_branches(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
         return x + self.mlp(self.ln_2(x))
 
@@ -207,15 +215,15 @@ class GPT(nn.Module):
         pos = torch.arange(T, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))
         for block in self.blocks:
-            if self.config.gradient_checkpointing and self.training:
-                # R-MEMORY: recompute activations in backward instead of storing them.
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
+            x = block(x)
         x = self.ln_f(x)
         if targets is None:
             # Weight tying: the output projection is the token embedding.
             return F.linear(x, self.wte.weight)
+        return self.loss(x, targets)
+
+    def loss(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The mean cross-entropy of the final hidden states x (B, T, C) against targets."""
         # R-LOSS-SHAPE: (B*T, C) hidden states against (B*T,) targets; never shifted here.
         hidden, flat_targets = x.view(-1, x.size(-1)), targets.view(-1)
         if self.config.loss_chunk_size:
