@@ -519,8 +519,8 @@ def test_pretraining_mps_sets_fallback_and_uses_smaller_batches(project, hardwar
 def test_pretraining_checkpoints_activations_only_at_large_scale_where_they_do_not_fit(
     project, scale
 ):
-    """R-MEMORY: gradient checkpointing costs throughput (the large FSDP loop ran 1.49x slower
-    with it on an H100), so it is on only at large scale on GPUs too small for the
+    """R-MEMORY: gradient checkpointing costs throughput (the large FSDP loop ran 1.18x slower
+    with it on an H200), so it is on only at large scale on GPUs too small for the
     activations: gpt-6.7b on the fixture's 2 x 80 GiB. 774M fits one at micro-batch 8 without it.
     Accumulation keeps the batches."""
     cfg = config(project)
