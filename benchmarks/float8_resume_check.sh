@@ -6,10 +6,15 @@
 # and each model.safetensors loads into a plain GPT with no missing or unexpected keys.
 # It needs a GPU with float8 matmuls and torchao.
 #
+# Further arguments go to every train.py run, after the script's own (the last one wins).
+#
 #   scaffold new pl8 --task pretraining --hardware multi-gpu --gpus 8 --scale large --yes
 #   bash benchmarks/float8_resume_check.sh pl8
+#   bash benchmarks/float8_resume_check.sh pl8 --training.compile true \
+#       --model.gradient_checkpointing true
 set -euo pipefail
 project=$(realpath "$1")
+shift
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$(dirname "$0")"
@@ -19,7 +24,7 @@ cd "$project"
 args=(--config configs/train.yaml --data.out_dir "$work/data" --data.num_workers 0
       --model.preset gpt2-124m --training.batch_size 4 --training.grad_accum_steps 1
       --training.warmup_steps 1 --training.lr_decay_steps 8 --training.compile false
-      --eval.interval 2 --eval.batches 1 --checkpoint.interval 2 --logging.interval 2)
+      --eval.interval 2 --eval.batches 1 --checkpoint.interval 2 --logging.interval 2 "$@")
 for first in true false; do
   second=$([ "$first" = true ] && echo false || echo true)
   out="$work/run-float8-$first"
