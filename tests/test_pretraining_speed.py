@@ -8,7 +8,6 @@ for the device. Speed itself is measured by benchmarks/pretraining_throughput.py
 import ast
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from combinations import valid_combinations
 from rendered import callee, calls, config, function, keywords, tree
-from trainable import free_port
+from trainable import ENV, free_port
 
 COMBOS = [(hw, scale) for _, hw, scale in valid_combinations(["pretraining"])]
 ALL = pytest.mark.parametrize(("hardware", "scale"), COMBOS, ids=["-".join(c) for c in COMBOS])
@@ -126,12 +125,7 @@ for compiled in (False, True):
 print(json.dumps({{"graphs": counters["stats"]["unique_graphs"], "losses": losses}}))
 dist.destroy_process_group()
 """
-    env = {
-        **os.environ,
-        "CUDA_VISIBLE_DEVICES": "",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
+    env = {**ENV, "PYTHONDONTWRITEBYTECODE": "1"}  # the rendered project stays as rendered
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=project, env=env, capture_output=True, text=True
     )
