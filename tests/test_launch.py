@@ -84,6 +84,8 @@ ENTRY_POINT = textwrap.dedent("""
     def main():
         dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
         print("trained", flush=True)
+        if sys.argv[1] == "stop":
+            raise SystemExit(0)  # as interruptions.py's callback, once a signal's save is done
         if sys.argv[1] == "fail":
             raise SystemExit("a mistake in the config")
         if sys.argv[1] == "crash":
@@ -103,9 +105,11 @@ def test_finished_multi_gpu_worker_leaves_its_process_group_and_skips_the_teardo
 ):
     """R-DDP-INIT: a finished worker destroys its process group, runs the exit hooks and exits
     without the interpreter's teardown, where gloo's threads aborted finished runs (SIGABRT)
-    now and then, failing the job. A failed worker reports its mistake as before; one that
-    crashed (its peer died) reports the error and exits 1 without the teardown too, which
-    could otherwise keep it alive after its launcher."""
+    now and then, failing the job. So does one that stopped on a signal with SystemExit(0),
+    as the Trainer-based tasks' callback does (an sft job signalled by SLURM once aborted so
+    in CI). A failed worker reports its mistake as before; one that crashed (its peer died)
+    reports the error and exits 1 without the teardown too, which could otherwise keep it
+    alive after its launcher."""
     project = render(task, "multi-gpu")
     entry_point = tmp_path / "entry_point.py"
     entry_point.write_text(ENTRY_POINT)
@@ -119,6 +123,9 @@ def test_finished_multi_gpu_worker_leaves_its_process_group_and_skips_the_teardo
     output = finished.stdout + finished.stderr
     assert finished.returncode == 0, output
     assert finished.stdout == "trained\nprocess group destroyed\nexit hooks ran\n", output
+    stopped = run("stop")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert stopped.stdout == finished.stdout, stopped.stdout + stopped.stderr
     failed = run("fail")
     assert failed.returncode == 1 and "a mistake in the config" in failed.stderr, failed.stderr
     crashed = run("crash")  # a hang here (the teardown) times out

@@ -88,7 +88,10 @@ def run(main: Callable[[], None]) -> NoReturn:
     except SystemExit as err:
         if debug and isinstance(err.code, str):  # a message: show where it was raised
             traceback.print_exc()
-        raise
+        # Also a clean stop (a signal's checkpoint is saved): it too must skip the teardown.
+        if isinstance(err.code, str):
+            print(err.code, file=sys.stderr)
+        exit_worker(1 if isinstance(err.code, str) else err.code or 0)
     except KeyboardInterrupt:
         if debug:
             raise
