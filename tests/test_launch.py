@@ -2,12 +2,14 @@
 
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import textwrap
 
 import pytest
 from combinations import valid_combinations
+from trainable import ENV, SMOKE, free_port, ready
 
 MULTI = [c for c in valid_combinations() if c[1] == "multi-gpu" and c[0] != "inference"]
 
@@ -19,7 +21,8 @@ def test_torchrun_launcher_takes_rendezvous_from_the_environment(render, task, h
     assert subprocess.run(["bash", "-n", project / "launch" / "torchrun.sh"]).returncode == 0
     args = shlex.split(script.split("exec ", 1)[1].replace("\\\n", " "))
     assert args[:2] == ["python", "launch/torchrun.py"]  # torchrun, failures in one line
-    assert "--nnodes" in args and args[args.index("--nnodes") + 1] == "${NNODES:-2}"
+    assert 'nnodes="${NNODES:-2}"' in script
+    assert "--nnodes" in args and args[args.index("--nnodes") + 1] == "$nnodes"
     assert args[args.index("--nproc_per_node") + 1] == "${NPROC_PER_NODE:-4}"
     assert args[args.index("--rdzv_backend") + 1] == "c10d"
     assert "${MASTER_ADDR:-localhost}" in args[args.index("--rdzv_endpoint") + 1]
@@ -39,6 +42,10 @@ def test_slurm_script_asks_for_the_nodes_and_gpus_and_uses_the_first_node(
     assert "#SBATCH --ntasks-per-node=1" in script
     assert 'scontrol show hostnames "$SLURM_JOB_NODELIST"' in script
     assert 'export NNODES="$SLURM_NNODES"' in script
+    # A port from the job id only for several nodes; one node's torchrun picks a free one.
+    several_nodes = script.split('if [ "$SLURM_NNODES" -gt 1 ]; then', 1)[1].split("fi", 1)[0]
+    assert "export MASTER_PORT=" in several_nodes
+    assert script.count("MASTER_PORT=") == 1
     assert "bash launch/torchrun.sh" in script.split("srun ", 1)[1]
 
 
@@ -132,3 +139,49 @@ def test_finished_multi_gpu_worker_leaves_its_process_group_and_skips_the_teardo
     assert crashed.returncode == 1, crashed.stderr
     assert "error: RuntimeError: Connection reset by peer" in crashed.stderr
     assert crashed.stdout == "trained\nexit hooks ran\n", crashed.stdout
+
+
+@pytest.mark.smoke
+def test_one_node_launch_picks_a_free_rendezvous_port(render, tmp_path):
+    """R-MULTI-NODE: two runs on one machine (each on its own GPUs) must not meet in one
+    rendezvous. On one node, launch/torchrun.sh has torchrun pick a free port, as
+    --standalone does: a run trains while torchrun's usual port, 29500, is taken."""
+    project = ready(render("pretraining", "multi-gpu"), tmp_path / "project")
+    with socket.socket() as other_run:
+        other_run.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            other_run.bind(("", 29500))
+            other_run.listen()
+        except OSError:  # something else holds it already: the same test
+            pass
+        result = subprocess.run(
+            ["bash", "launch/torchrun.sh"],
+            cwd=project,
+            env={**ENV, "NPROC_PER_NODE": "2", "CONFIG": SMOKE},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "rank 0 of 2" in result.stdout + result.stderr
+
+
+def test_torchrun_reports_a_failed_rendezvous_in_one_line(render):
+    """A node whose peers never join (a wrong MASTER_ADDR, NNODES or port on one of them)
+    gets a message naming the rendezvous and what to check, not torchrun's traceback."""
+    project = render("sft", "multi-gpu", nodes=2)
+    endpoint = f"localhost:{free_port()}"
+    command = [
+        sys.executable, "launch/torchrun.py", "--nnodes", "2", "--nproc_per_node", "1",
+        "--rdzv_backend", "c10d", "--rdzv_endpoint", endpoint, "--rdzv_id", "alone",
+        "--rdzv_conf", "join_timeout=3", "train.py", "--config", SMOKE,
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, cwd=project, env=ENV, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"torchrun: no rendezvous at {endpoint}: 2 nodes did not all join in time" in (
+        result.stderr
+    )
+    assert "MASTER_ADDR" in result.stderr and "MASTER_PORT" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from trainable import rendezvous
 
 from scaffold.answers import collect
 from scaffold.render import render_project
@@ -99,9 +98,9 @@ def runnable(line: str, project: Path) -> str:
 
 
 def run(line: str, project: Path) -> subprocess.CompletedProcess:
+    # As a user runs it: launch/torchrun.sh's default rendezvous port too, which runs in
+    # other xdist workers at the same time must not share.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    # launch/torchrun.sh's rendezvous: xdist workers must not share the default.
-    env.update(rendezvous())
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     return subprocess.run(
         ["bash", "-c", line],

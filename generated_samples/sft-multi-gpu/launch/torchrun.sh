@@ -3,8 +3,8 @@
 #
 #   bash launch/torchrun.sh [--section.key value ...] [--resume [CHECKPOINT]]
 #
-# Several nodes: run the same command on every node with the same MASTER_ADDR
-# (any one node's address) and NNODES; c10d rendezvous assigns the ranks.
+# Several nodes: run the same command on every node with the same MASTER_ADDR (any one
+# node's address), MASTER_PORT (default 29500) and NNODES; c10d rendezvous assigns the ranks.
 #
 # Preemption: SIGTERM, SIGINT or SIGUSR1 to this script makes every worker finish its
 # current step, save a checkpoint and exit; the script then exits 0. Continue with --resume.
@@ -16,6 +16,11 @@ python config.py --config "${CONFIG:-configs/train.yaml}" "$@" >/dev/null || exi
 
 # The workers stop when this script dies, even by SIGKILL: they watch LAUNCHER_PID.
 export LAUNCHER_PID=$$
+nnodes="${NNODES:-1}"
+# On one node, port 0 has torchrun pick a free port (as --standalone does): two runs on one
+# machine never meet in one rendezvous. Several nodes must agree on MASTER_PORT.
+default_port=29500
+[ "$nnodes" -gt 1 ] || default_port=0
 # launch/torchrun.py is torchrun reporting a failed worker in one line, not a traceback.
 # torchrun would answer a stop signal by killing the workers after a 30 s grace period
 # and exiting 1. It ignores them here; this script hands each one to the workers (torchrun
@@ -23,11 +28,11 @@ export LAUNCHER_PID=$$
 (
   trap '' TERM INT USR1
   exec python launch/torchrun.py \
-    --nnodes "${NNODES:-1}" \
+    --nnodes "$nnodes" \
     --nproc_per_node "${NPROC_PER_NODE:-8}" \
     --rdzv_id "${RDZV_ID:-sft-multi-gpu}" \
     --rdzv_backend c10d \
-    --rdzv_endpoint "${MASTER_ADDR:-localhost}:${MASTER_PORT:-29500}" \
+    --rdzv_endpoint "${MASTER_ADDR:-localhost}:${MASTER_PORT:-$default_port}" \
     --signals_to_handle SIGHUP,SIGQUIT \
     train.py --config "${CONFIG:-configs/train.yaml}" "$@"
 ) &
