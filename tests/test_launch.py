@@ -95,11 +95,14 @@ ENTRY_POINT = textwrap.dedent("""
             raise SystemExit(0)  # as interruptions.py's callback, once a signal's save is done
         if sys.argv[1] == "fail":
             raise SystemExit("a mistake in the config")
-        if sys.argv[1] == "crash":
+        if sys.argv[1] in ("crash", "interrupt"):
             # A thread that never ends, as a communication thread whose peer is gone: the
             # interpreter's teardown would wait for it forever.
             threading.Thread(target=threading.Event().wait).start()
+        if sys.argv[1] == "crash":
             raise RuntimeError("Connection reset by peer")
+        if sys.argv[1] == "interrupt":
+            raise KeyboardInterrupt  # a second Ctrl+C: stop now
 
     run(main)
     print("the interpreter went on after a finished run", flush=True)
@@ -116,7 +119,7 @@ def test_finished_multi_gpu_worker_leaves_its_process_group_and_skips_the_teardo
     as the Trainer-based tasks' callback does (an sft job signalled by SLURM once aborted so
     in CI). A failed worker reports its mistake as before; one that crashed (its peer died)
     reports the error and exits 1 without the teardown too, which could otherwise keep it
-    alive after its launcher."""
+    alive after its launcher; so does one stopped at once by a second Ctrl+C (status 130)."""
     project = render(task, "multi-gpu")
     entry_point = tmp_path / "entry_point.py"
     entry_point.write_text(ENTRY_POINT)
@@ -139,6 +142,10 @@ def test_finished_multi_gpu_worker_leaves_its_process_group_and_skips_the_teardo
     assert crashed.returncode == 1, crashed.stderr
     assert "error: RuntimeError: Connection reset by peer" in crashed.stderr
     assert crashed.stdout == "trained\nexit hooks ran\n", crashed.stdout
+    interrupted = run("interrupt")
+    assert interrupted.returncode == 130, interrupted.stderr
+    assert interrupted.stderr.strip() == "interrupted", interrupted.stderr
+    assert interrupted.stdout == "trained\nexit hooks ran\n", interrupted.stdout
 
 
 @pytest.mark.smoke

@@ -108,7 +108,7 @@ def run(main: Callable[[], None]) -> NoReturn:
         if debug:
             raise
         print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+        exit_worker(130)
     except Exception as err:
         if debug:
             raise
