@@ -19,8 +19,10 @@ export LAUNCHER_PID=$$
 nnodes="${NNODES:-1}"
 # On one node, port 0 has torchrun pick a free port (as --standalone does): two runs on one
 # machine never meet in one rendezvous. Several nodes must agree on MASTER_PORT.
-default_port=29500
-[ "$nnodes" -gt 1 ] || default_port=0
+case "$nnodes" in
+  1) default_port=0 ;;
+  *) default_port=29500 ;;  # also an elastic range such as 1:4
+esac
 # launch/torchrun.py is torchrun reporting a failed worker in one line, not a traceback.
 # torchrun would answer a stop signal by killing the workers after a 30 s grace period
 # and exiting 1. It ignores them here; this script hands each one to the workers (torchrun
