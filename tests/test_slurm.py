@@ -52,20 +52,11 @@ def install_slurm() -> None:
 GRACE_TIME_S = 120
 
 
-def first_job_id() -> int:
-    """Each xdist worker runs a SLURM of its own on this one host. Job ids that differ between
-    them give their jobs different rendezvous ports (launch/slurm.sbatch takes the port from
-    the job id, as jobs of one real cluster never share an id)."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return 1 + 1000 * int(worker.removeprefix("gw"))
-
-
 def slurm_conf(root: Path, socket_path: Path) -> str:
     host = socket.gethostname().split(".")[0]
     user = getpass.getuser()
     return f"""\
 ClusterName=scaffoldtest
-FirstJobId={first_job_id()}
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={free_port()}
 SlurmdPort={free_port()}
