@@ -30,6 +30,7 @@ MULTI = combos(lambda hw, scale: hw == "multi-gpu")
 SINGLE = combos(lambda hw, scale: hw != "multi-gpu")
 ON_GPU = combos(lambda hw, scale: hw in GPU)
 OFF_GPU = combos(lambda hw, scale: hw not in GPU)
+FSDP = combos(lambda hw, scale: hw == "multi-gpu" and scale == "large")
 
 
 @pytest.fixture
@@ -116,9 +117,19 @@ def test_pretraining_divides_loss_by_accumulation_steps(project, hardware, scale
     assert divisions, "the micro-batch loss is not divided by the accumulation steps"
     assert not optimizer_steps(inner)
     assert not calls(inner, "zero_grad")
-    if hardware == "multi-gpu":
-        sync = "set_requires_gradient_sync" if scale == "large" else "no_sync"
-        assert calls(inner, sync), f"{sync} is not used on non-final micro-batches"
+    if hardware == "multi-gpu" and scale != "large":
+        assert calls(inner, "no_sync"), "DDP all-reduces gradients on every micro-batch"
+
+
+@FSDP
+def test_fsdp_project_reduce_scatters_gradients_after_every_micro_batch(project):
+    """R-GRAD-ACCUM under FSDP: no set_requires_gradient_sync(False), which would keep every
+    layer's whole FP32 gradient on each GPU until the last micro-batch (the memory plan counts
+    sharded gradients)."""
+    loop = training_loop(tree(project))
+    assert "fully_shard" in (project / "train.py").read_text()
+    assert not calls(loop, "set_requires_gradient_sync")
+    assert not calls(loop, "no_sync")
 
 
 @ALL
