@@ -57,6 +57,7 @@ VARIANTS = {
         "model.loss_chunk_size": 0,
         "training.compile_mode": "max-autotune",
     },
+    "default, twice the micro-batch": {"batch_factor": 2},
 }
 DEFAULT_VARIANTS = list(VARIANTS)[:6]
 # --tiny: a 2-layer model, uncompiled (compiling on a CPU takes minutes and proves little here).
