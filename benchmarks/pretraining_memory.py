@@ -277,6 +277,10 @@ def main() -> None:
         parser.error("--gpus: a cuda project trains on one GPU, without torchrun")
     if answers["hardware"] == "multi-gpu":
         args.gpus = args.gpus or answers["gpus"]
+    if torch.cuda.device_count() < (args.gpus or 1):
+        parser.error(
+            f"needs {args.gpus or 1} CUDA GPU(s); this machine has {torch.cuda.device_count()}"
+        )
     plan = plan_for(answers, project, args.gpus, args.layers)
     with tempfile.TemporaryDirectory() as name:
         report, smi = measure(project, args, Path(name))
