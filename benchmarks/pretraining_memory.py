@@ -128,18 +128,18 @@ def print_report(plan: memory_plan.Plan, report: dict, smi: dict[int, int]) -> N
     print(f"\nmemory plan ({plan.model}, GiB per GPU):")
     print(memory_plan.table(plan) if plan.known else "  (scaffold does not know this model)")
     print("\nmeasured on rank 0 (GiB):")
-    rows = [
-        ("peak allocated (tensors)", report["max_allocated"] / GIB),
-        ("peak reserved (caching allocator)", report["max_reserved"] / GIB),
-        *(
-            (f"  peak reserved, {'compute stream' if s == '0' else f'side stream {s}'}", b / GIB)
-            for s, b in report["reserved_by_stream"].items()
-        ),
-        *((f"nvidia-smi peak, GPU {i}", mib / 1024) for i, mib in sorted(smi.items())),
-    ]
-    for name, value in rows:
+
+    def against_plan(name: str, value: float) -> None:
         ratio = f"  ({value / (planned / GIB):.2f}x the plan)" if planned else ""
-        print(f"  {name:<36} {value:7.2f}{ratio if not name.startswith('  ') else ''}")
+        print(f"  {name:<36} {value:7.2f}{ratio}")
+
+    against_plan("peak allocated (tensors)", report["max_allocated"] / GIB)
+    against_plan("peak reserved (caching allocator)", report["max_reserved"] / GIB)
+    for stream, reserved in report["reserved_by_stream"].items():
+        name = "compute stream" if stream == "0" else f"side stream {stream}"
+        print(f"    peak reserved, {name:<19} {reserved / GIB:7.2f}")
+    for index, mib in sorted(smi.items()):
+        against_plan(f"nvidia-smi peak, GPU {index}", mib / 1024)
     print("\nalive at the allocated peak, by allocating line:")
     for site in report["sites"]:
         print(f"  {site['bytes'] / GIB:7.2f} GiB {site['blocks']:5d} blocks  {site['where']}")
