@@ -58,6 +58,7 @@ VARIANTS = {
         "training.compile_mode": "max-autotune",
     },
     "default, twice the micro-batch": {"batch_factor": 2},
+    "default, unfused MLP (PyTorch's GELU kernel)": {"model.fused_mlp": "false"},
 }
 DEFAULT_VARIANTS = list(VARIANTS)[:6]
 # --tiny: a 2-layer model, uncompiled (compiling on a CPU takes minutes and proves little here).

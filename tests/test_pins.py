@@ -22,8 +22,8 @@ def template_pins() -> dict[str, str]:
 
 
 def template_gpu_pins() -> dict[str, str]:
-    """GPU kernels (Triton, float8) that only CUDA projects carry; they need a GPU, so this
-    suite lacks them."""
+    """GPU kernels (Triton, float8, cuBLASLt's epilogues) that only CUDA projects carry; they
+    need a GPU, so this suite lacks them."""
     return _pin_block("gpu_pins")
 
 
@@ -46,7 +46,7 @@ def test_the_test_extra_installs_exactly_the_generated_pins():
 
 def test_gpu_only_pins_stay_out_of_the_cpu_test_extra():
     gpu_pins = template_gpu_pins()
-    assert set(gpu_pins) == {"liger-kernel", "torchao"}
+    assert set(gpu_pins) == {"liger-kernel", "nvmath-python", "torchao"}
     assert not set(gpu_pins) & set(template_pins())
     pyproject = (REPO / "pyproject.toml").read_text()
-    assert "liger" not in pyproject and "torchao" not in pyproject
+    assert not any(name in pyproject for name in ("liger", "nvmath", "torchao"))

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from config import load_config, run
+from fused_mlp import NVMATH_MISSING
 from model import GPT, GPTConfig
 
 
@@ -536,6 +537,11 @@ def train(cfg: dict, resume: str | None) -> None:
     model_args = {k: v for k, v in cfg["model"].items() if k != "preset"}
     vocab_size = math.ceil(meta["vocab_size"] / 64) * 64
     config = GPTConfig.from_preset(cfg["model"]["preset"], vocab_size=vocab_size, **model_args)
+    if config.fused_mlp and device.type == "cuda" and NVMATH_MISSING:
+        raise SystemExit(
+            "model.fused_mlp needs nvmath-python: pip install -r requirements.txt "
+            "(or set model.fused_mlp: false)"
+        )
     raw_model = GPT(config).to(device)
     total = sum(p.numel() for p in raw_model.parameters())
     trainable = sum(p.numel() for p in raw_model.parameters() if p.requires_grad)

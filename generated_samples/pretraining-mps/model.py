@@ -1,5 +1,7 @@
 """A GPT decoder (GPT-2 style: pre-LayerNorm blocks, GELU MLP, learned positions).
 
+GELU is the tanh approximation, as in OpenAI's GPT-2.
+
 Attention runs through `F.scaled_dot_product_attention` (flash / memory-efficient kernels
 where the device has them); the output projection reuses the token embedding (weight tying).
 Given targets, the model returns the loss (`GPT.loss`), so torch.compile compiles the loss
@@ -155,7 +157,7 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(F.gelu(self.fc(x))))
+        return self.dropout(self.proj(F.gelu(self.fc(x), approximate="tanh")))
 
 
 class Block(nn.Module):

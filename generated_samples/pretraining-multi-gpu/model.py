@@ -1,5 +1,7 @@
 """A GPT decoder (GPT-2 style: pre-LayerNorm blocks, GELU MLP, learned positions).
 
+GELU is the tanh approximation, as in OpenAI's GPT-2 and in cuBLASLt's fused GELU (fused_mlp.py).
+
 Attention runs through `F.scaled_dot_product_attention` (flash / memory-efficient kernels
 where the device has them); the output projection reuses the token embedding (weight tying).
 Given targets, the model returns the loss (`GPT.loss`), so torch.compile compiles the loss
@@ -19,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
+
+from fused_mlp import gelu_mlp
 
 # Architecture presets: (layers, heads, width). The GPT-2 shapes are OpenAI's; the larger
 # ones follow the GPT-3 paper. "tiny" is for smoke tests.
@@ -55,12 +59,17 @@ class GPTConfig:
     loss_chunk_size: int = 0  # tokens per cross-entropy chunk; 0: the whole batch at once
     attention_kernel: str | None = None  # an SDPA_KERNELS name tried first; None: PyTorch's order
     fp32_residual: bool = False  # under autocast, True keeps the residual stream FP32
+    fused_mlp: bool = False  # GELU inside the MLP's matmuls (fused_mlp.py) while training
 
     def __post_init__(self) -> None:
         if self.attention_kernel not in (None, *SDPA_KERNELS):
             raise ValueError(
                 f"unknown attention_kernel {self.attention_kernel!r}; choose one of "
                 f"{', '.join(SDPA_KERNELS)} or null"
+            )
+        if self.fused_mlp and self.bias:
+            raise ValueError(
+                "model.fused_mlp takes no biases: set model.bias or model.fused_mlp to false"
             )
 
     @classmethod
@@ -154,9 +163,12 @@ class MLP(nn.Module):
         self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        self.fused = config.fused_mlp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(F.gelu(self.fc(x))))
+        if self.fused and torch.is_grad_enabled():
+            return self.dropout(gelu_mlp(x, self.fc.weight, self.proj.weight))
+        return self.dropout(self.proj(F.gelu(self.fc(x), approximate="tanh")))
 
 
 class Block(nn.Module):

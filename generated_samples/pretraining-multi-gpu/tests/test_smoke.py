@@ -188,3 +188,29 @@ def test_trains_on_the_gpu(data, tmp_path):
     losses = [r["train_loss"] for r in records(tmp_path, "lr")]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0] - 0.5, losses
     assert (tmp_path / "model.safetensors").is_file()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_fused_mlp_matches_the_unfused_one_on_the_gpu():
+    """fused_mlp.py's cuBLASLt matmuls, GELU in their epilogues, against PyTorch's GELU between
+    two matmuls: output and every gradient, at gpt2-124m's width, under bf16 autocast."""
+    sys.path.insert(0, str(ROOT))
+    from model import MLP, GPTConfig
+
+    torch.manual_seed(0)
+    plain, fused = (
+        MLP(GPTConfig.from_preset("gpt2-124m", vocab_size=64, block_size=64, fused_mlp=f)).cuda()
+        for f in (False, True)
+    )
+    fused.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 256, plain.fc.in_features, device="cuda")
+    results = []
+    for mlp in (plain, fused):
+        inputs = x.clone().requires_grad_()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = mlp(inputs)
+        out.float().pow(2).mean().backward()
+        results.append([out, inputs.grad, *(p.grad for p in mlp.parameters())])
+    for a, b in zip(*results, strict=True):
+        assert ((a.float() - b.float()).norm() / b.float().norm()).item() < 1e-2
