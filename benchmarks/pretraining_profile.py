@@ -123,7 +123,7 @@ def main() -> None:
         block_size=block,
         loss_chunk_size=0 if args.unchunked else args.chunk or m["loss_chunk_size"],
         gradient_checkpointing=checkpointing,
-        **{k: m[k] for k in ("attention_kernel", "fp32_residual") if k in m},  # older: absent
+        **{k: m[k] for k in ("attention_kernel", "fp32_residual", "fused_mlp") if k in m},
     )
     if args.layers:
         config = dataclasses.replace(config, n_layer=args.layers)
