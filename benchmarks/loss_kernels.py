@@ -89,6 +89,7 @@ def project_loss(project: Path):
     spec = importlib.util.spec_from_file_location(f"model_{project.name}", project / "model.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dynamo re-imports the module that holds the function
+    sys.path.insert(0, str(project))  # a cuda model.py imports fused_mlp.py beside it
     spec.loader.exec_module(module)
     cfg = yaml.safe_load((project / "configs" / "train.yaml").read_text())
     m, t = cfg["model"], cfg["training"]

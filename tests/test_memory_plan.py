@@ -57,8 +57,9 @@ def test_pretraining_medium_plans_fp32_adamw_training_of_gpt2_774m():
     assert plan["AdamW state (fp32)"] == params * 8
 
 
-def test_pretraining_plan_counts_the_parameters_of_the_rendered_model(render):
+def test_pretraining_plan_counts_the_parameters_of_the_rendered_model(render, monkeypatch):
     project = render("pretraining", "cuda", "medium")
+    monkeypatch.syspath_prepend(str(project))  # model.py imports fused_mlp.py beside it
     namespace: dict = {}
     exec(compile((project / "model.py").read_text(), "model.py", "exec"), namespace)
     config = namespace["GPTConfig"].from_preset("gpt2-774m", vocab_size=50304, block_size=1024)

@@ -406,3 +406,29 @@ def test_fused_mlp_without_nvmath_on_a_gpu_stops_with_a_message(project):
     assert check in train
     assert train.index(check) < train.index("raw_model = GPT(config)")
     assert "pip install -r requirements.txt" in train[train.index(check) :][:300]
+
+
+@pytest.mark.parametrize(
+    ("hardware", "gpus", "gpu_memory", "micro_batch", "accumulation"),
+    [
+        ("cuda", None, 80, 64, 8),
+        ("cuda", None, 24, 32, 16),
+        ("multi-gpu", 2, 80, 64, 4),
+        ("multi-gpu", 16, 80, 32, 1),
+    ],
+)
+def test_small_gpu_pretraining_takes_64_sequences_per_micro_batch_where_the_plan_fits_them(
+    render, hardware, gpus, gpu_memory, micro_batch, accumulation
+):
+    """Issue 8: the micro-batch fills the GPU memory the plan assumes. 64 sequences ran 1.4%
+    faster than 32 on an H100 for 22 GiB instead of 13 (benchmarks/README.md): taken where the
+    plan at 64 fits `--gpu-memory`, and where the step's 512 sequences still need accumulation
+    (16 GPUs of 64 would double the step). The step stays 512 x 1024 tokens."""
+    extra = {"gpu_memory": gpu_memory} | ({"gpus": gpus} if gpus else {})
+    project = render("pretraining", hardware, "small", **extra)
+    training = config(project)["training"]
+    assert (training["batch_size"], training["grad_accum_steps"]) == (micro_batch, accumulation)
+    assert micro_batch * accumulation * (gpus or 1) == 512
+    readme = (project / "README.md").read_text()
+    peak = float(readme.split("; peak ", 1)[1].split(" GiB")[0])
+    assert peak <= gpu_memory
