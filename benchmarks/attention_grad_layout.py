@@ -10,24 +10,18 @@ its backward kernel can write them straight into one (B, T, 3, heads, head_dim) 
 This script times both at one shape, forward and backward in bf16, and checks that they
 agree: PyTorch's `scaled_dot_product_attention` with the cuDNN kernel (the projects'
 default) plus the concatenation autograd does, against cuDNN's graphs writing the packed
-gradient. It needs a GPU and nvidia-cudnn-frontend.
+gradient (the graphs packed_attention_prototype.py builds, on buffers allocated once). It
+needs a GPU and nvidia-cudnn-frontend.
 
     python benchmarks/attention_grad_layout.py --batch 64 --heads 12 --seq 1024 --head-dim 64
 """
 
 import argparse
-import math
 
 import torch
 import torch.nn.functional as F
+from packed_attention_prototype import cudnn_handle, graph_pair, head_views
 from torch.nn.attention import SDPBackend, sdpa_kernel
-
-
-def head_views(packed: torch.Tensor, heads: int) -> list[torch.Tensor]:
-    """(B, T, 3C) -> q, k, v as (B, heads, T, head_dim) views, as the projects' model.py makes."""
-    B, T, three_c = packed.shape
-    C = three_c // 3
-    return [t.view(B, T, heads, C // heads).transpose(1, 2) for t in packed.split(C, dim=2)]
 
 
 def pytorch_step(qkv: torch.Tensor, grad_y: torch.Tensor, heads: int):
@@ -40,71 +34,18 @@ def pytorch_step(qkv: torch.Tensor, grad_y: torch.Tensor, heads: int):
 
 
 def cudnn_graphs(qkv: torch.Tensor, heads: int):
-    """cuDNN forward and backward graphs for causal attention over the packed qkv; the
-    backward writes dQ, dK, dV into a packed (B, T, 3C) buffer laid out like qkv."""
-    import cudnn
-
-    handle = cudnn.create_handle()
-    cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream().cuda_stream)
-    q, k, v = head_views(qkv, heads)
-    B, H, T, D = q.shape
-    y = torch.empty(B, T, H, D, device=qkv.device, dtype=qkv.dtype).transpose(1, 2)
-    stats = torch.empty(B, H, T, 1, device=qkv.device, dtype=torch.float32)
-    causal = {"attn_scale": 1.0 / math.sqrt(D), "use_causal_mask": True}
-
-    def new_graph():
-        return cudnn.pygraph(
-            io_data_type=cudnn.data_type.BFLOAT16,
-            intermediate_data_type=cudnn.data_type.FLOAT,
-            compute_data_type=cudnn.data_type.FLOAT,
-            handle=handle,
-        )
-
-    def build(graph):
-        graph.validate()
-        graph.build_operation_graph()
-        graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-        graph.check_support()
-        graph.build_plans()
-
-    fwd = new_graph()
-    fq, fk, fv = (fwd.tensor_like(t) for t in (q, k, v))
-    fo, fstats = fwd.sdpa(
-        name="attention",
-        q=fq,
-        k=fk,
-        v=fv,
-        generate_stats=True,
-        **causal,
-    )
-    fo.set_output(True).set_dim(list(y.shape)).set_stride(list(y.stride()))
-    fstats.set_output(True).set_data_type(cudnn.data_type.FLOAT)
-    build(fwd)
-
+    """The prototype's cuDNN graphs for qkv's shape (packed_attention_prototype.py), run on
+    buffers allocated once: the backward writes dQ, dK, dV into one (B, T, 3C) tensor laid
+    out like qkv."""
+    handle = cudnn_handle(qkv.device)
+    fwd, (fq, fk, fv, fo, fstats), bwd, grad_nodes, workspace_size = graph_pair(qkv, heads, handle)
+    bq, bk, bv, bo, bdo, bstats, bdq, bdk, bdv = grad_nodes
+    B, T, three_c = qkv.shape
+    y = qkv.new_empty(B, T, three_c // 3).view(B, T, heads, -1).transpose(1, 2)
+    stats = torch.empty(B, heads, T, 1, device=qkv.device, dtype=torch.float32)
     grad_qkv = torch.empty_like(qkv)
     dq, dk, dv = head_views(grad_qkv, heads)
-    bwd = new_graph()
-    bq, bk, bv, bo, bdo = (bwd.tensor_like(t) for t in (q, k, v, y, y))  # dO: laid out as y
-    bstats = bwd.tensor_like(stats)
-    bdq, bdk, bdv = bwd.sdpa_backward(
-        name="attention_grad",
-        q=bq,
-        k=bk,
-        v=bv,
-        o=bo,
-        dO=bdo,
-        stats=bstats,
-        **causal,
-    )
-    for node, out in ((bdq, dq), (bdk, dk), (bdv, dv)):
-        node.set_output(True).set_dim(list(out.shape)).set_stride(list(out.stride()))
-    build(bwd)
-
-    workspace = torch.empty(
-        max(fwd.get_workspace_size(), bwd.get_workspace_size()),
-        device=qkv.device,
-        dtype=torch.uint8,
-    )
+    workspace = torch.empty(workspace_size, device=qkv.device, dtype=torch.uint8)
 
     def step(qkv_in: torch.Tensor, grad_y_in: torch.Tensor):
         # The graphs were built for qkv's and y's strides: the inputs must be laid out alike.

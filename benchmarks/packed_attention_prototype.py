@@ -27,14 +27,14 @@ _handles: dict[int, object] = {}
 _graphs: dict[tuple, tuple] = {}
 
 
-def _head_views(packed: Tensor, n_head: int) -> list[Tensor]:
+def head_views(packed: Tensor, n_head: int) -> list[Tensor]:
     """(B, T, 3C) -> q, k, v as (B, n_head, T, head_dim) views."""
     B, T, three_c = packed.shape
     C = three_c // 3
     return [t.view(B, T, n_head, C // n_head).transpose(1, 2) for t in packed.split(C, dim=2)]
 
 
-def _handle(device: torch.device):
+def cudnn_handle(device: torch.device):
     import cudnn
 
     index = device.index if device.index is not None else torch.cuda.current_device()
@@ -56,7 +56,7 @@ def _built(graph) -> None:
     graph.build_plans()
 
 
-def _graph_pair(qkv: Tensor, n_head: int, handle) -> tuple:
+def graph_pair(qkv: Tensor, n_head: int, handle) -> tuple:
     """The forward and backward graphs for qkv's shape, built on first use."""
     import cudnn
 
@@ -65,7 +65,7 @@ def _graph_pair(qkv: Tensor, n_head: int, handle) -> tuple:
         return _graphs[key]
     qkv = qkv.detach()  # the graphs read only shapes and strides; DLPack refuses autograd's
     io_type = {torch.bfloat16: cudnn.data_type.BFLOAT16, torch.float16: cudnn.data_type.HALF}
-    q, k, v = _head_views(qkv, n_head)
+    q, k, v = head_views(qkv, n_head)
     B, T, three_c = qkv.shape
     y = qkv.new_empty(B, T, three_c // 3).view(B, T, n_head, -1).transpose(1, 2)
     stats = qkv.new_empty(B, n_head, T, 1, dtype=torch.float32)
@@ -109,12 +109,12 @@ def _graph_pair(qkv: Tensor, n_head: int, handle) -> tuple:
 
 @torch.library.custom_op("cudnn_attention::forward", mutates_args=(), device_types="cuda")
 def attention_forward(qkv: Tensor, n_head: int) -> tuple[Tensor, Tensor]:
-    handle = _handle(qkv.device)
-    fwd, (fq, fk, fv, fo, fstats), _, _, workspace = _graph_pair(qkv, n_head, handle)
+    handle = cudnn_handle(qkv.device)
+    fwd, (fq, fk, fv, fo, fstats), _, _, workspace = graph_pair(qkv, n_head, handle)
     B, T, three_c = qkv.shape
     y = qkv.new_empty(B, T, three_c // 3)
     stats = qkv.new_empty(B, n_head, T, 1, dtype=torch.float32)
-    q, k, v = _head_views(qkv, n_head)
+    q, k, v = head_views(qkv, n_head)
     buffer = torch.empty(workspace, device=qkv.device, dtype=torch.uint8)
     fwd.execute({fq: q, fk: k, fv: v, fo: y, fstats: stats}, buffer, handle=handle)
     return y, stats
@@ -130,12 +130,12 @@ def _(qkv: Tensor, n_head: int) -> tuple[Tensor, Tensor]:
 def attention_backward(
     grad_y: Tensor, qkv: Tensor, y: Tensor, stats: Tensor, n_head: int
 ) -> Tensor:
-    handle = _handle(qkv.device)
-    _, _, bwd, tensors, workspace = _graph_pair(qkv, n_head, handle)
+    handle = cudnn_handle(qkv.device)
+    _, _, bwd, tensors, workspace = graph_pair(qkv, n_head, handle)
     bq, bk, bv, bo, bdo, bstats, bdq, bdk, bdv = tensors
     grad_qkv = torch.empty_like(qkv)
-    q, k, v = _head_views(qkv, n_head)
-    dq, dk, dv = _head_views(grad_qkv, n_head)
+    q, k, v = head_views(qkv, n_head)
+    dq, dk, dv = head_views(grad_qkv, n_head)
     heads = y.view(*y.shape[:2], n_head, -1).transpose(1, 2)
     grad_heads = grad_y.view(*grad_y.shape[:2], n_head, -1).transpose(1, 2)
     buffer = torch.empty(workspace, device=qkv.device, dtype=torch.uint8)
