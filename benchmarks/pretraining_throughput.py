@@ -60,6 +60,8 @@ VARIANTS = {
     "default, twice the micro-batch": {"batch_factor": 2},
     "default, unfused MLP (PyTorch's GELU kernel)": {"model.fused_mlp": "false"},
     "default, twice the loss chunk (16,384 rows)": {"model.loss_chunk_size": 16384},
+    "default, cuDNN attention graphs on (model.cudnn_attention)": {"model.cudnn_attention": "true"},
+    "default, cuDNN attention graphs off (PyTorch's SDPA)": {"model.cudnn_attention": "false"},
 }
 DEFAULT_VARIANTS = list(VARIANTS)[:6]
 # --tiny: a 2-layer model, uncompiled (compiling on a CPU takes minutes and proves little here).
