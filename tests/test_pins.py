@@ -46,7 +46,7 @@ def test_the_test_extra_installs_exactly_the_generated_pins():
 
 def test_gpu_only_pins_stay_out_of_the_cpu_test_extra():
     gpu_pins = template_gpu_pins()
-    assert set(gpu_pins) == {"liger-kernel", "nvmath-python", "torchao"}
+    assert set(gpu_pins) == {"liger-kernel", "nvidia-cudnn-frontend", "nvmath-python", "torchao"}
     assert not set(gpu_pins) & set(template_pins())
     pyproject = (REPO / "pyproject.toml").read_text()
-    assert not any(name in pyproject for name in ("liger", "nvmath", "torchao"))
+    assert not any(name in pyproject for name in ("liger", "cudnn", "nvmath", "torchao"))

@@ -115,7 +115,12 @@ def test_every_third_party_import_is_pinned(render, task, hardware, scale):
             name, sep, version = line.partition("==")
             assert sep and version, f"not pinned with ==: {line}"
             pinned[name.lower()] = version
-    import_names = {"yaml": "pyyaml", "sklearn": "scikit-learn", "nvmath": "nvmath-python"}
+    import_names = {
+        "yaml": "pyyaml",
+        "sklearn": "scikit-learn",
+        "nvmath": "nvmath-python",
+        "cudnn": "nvidia-cudnn-frontend",
+    }
     local = {p.stem for p in project.rglob("*.py")} | {"tests"}
     optional = {"wandb"}  # imported lazily, only when the config turns it on
     for path in python_files(project):

@@ -4,6 +4,8 @@ GELU is the tanh approximation, as in OpenAI's GPT-2 and in cuBLASLt's fused GEL
 
 Attention runs through `F.scaled_dot_product_attention` (flash / memory-efficient kernels
 where the device has them); the output projection reuses the token embedding (weight tying).
+While training, attention can run through cuDNN's graphs instead, which write its q/k/v
+gradient packed (`model.cudnn_attention`, cudnn_attention.py).
 Given targets, the model returns the loss (`GPT.loss`), so torch.compile compiles the loss
 with the model, and the cross-entropy never holds the full (tokens, vocab) logits. Reload a
 trained model with:
@@ -22,6 +24,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
+from cudnn_attention import causal_attention
 from fused_mlp import gelu_mlp
 
 # Architecture presets: (layers, heads, width). The GPT-2 shapes are OpenAI's; the larger
@@ -60,6 +63,7 @@ class GPTConfig:
     attention_kernel: str | None = None  # an SDPA_KERNELS name tried first; None: PyTorch's order
     fp32_residual: bool = False  # under autocast, True keeps the residual stream FP32
     fused_mlp: bool = False  # GELU inside the MLP's matmuls (fused_mlp.py) while training
+    cudnn_attention: bool = False  # cuDNN writes the q/k/v gradient packed (cudnn_attention.py)
 
     def __post_init__(self) -> None:
         if self.attention_kernel not in (None, *SDPA_KERNELS):
@@ -70,6 +74,11 @@ class GPTConfig:
         if self.fused_mlp and self.bias:
             raise ValueError(
                 "model.fused_mlp takes no biases: set model.bias or model.fused_mlp to false"
+            )
+        if self.cudnn_attention and self.dropout:
+            raise ValueError(
+                "model.cudnn_attention has no attention dropout: set model.dropout to 0 or "
+                "model.cudnn_attention to false"
             )
 
     @classmethod
@@ -143,10 +152,15 @@ class CausalSelfAttention(nn.Module):
         first = [SDPA_KERNELS[config.attention_kernel]] if config.attention_kernel else []
         # A kernel that cannot run this input (device, dtype, dropout) passes to the next.
         self.kernels = first + [k for k in SDPA_KERNELS.values() if k not in first]
+        self.packed_grad = config.cudnn_attention
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
+        qkv = self.qkv(x)
+        # Training only: evaluation and generation (no gradient, lengths that vary) take SDPA.
+        if self.packed_grad and torch.is_grad_enabled():
+            return self.resid_dropout(self.proj(causal_attention(qkv, self.n_head)))
+        q, k, v = qkv.split(C, dim=2)
         # (B, T, C) -> (B, heads, T, head_dim)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         with sdpa_kernel(self.kernels, set_priority=True):

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from config import load_config, run
+from cudnn_attention import CUDNN_MISSING
 from fused_mlp import NVMATH_MISSING
 from model import GPT, GPTConfig
 
@@ -588,6 +589,17 @@ def train(cfg: dict, resume: str | None) -> None:
             "model.fused_mlp needs nvmath-python: pip install -r requirements.txt "
             "(or set model.fused_mlp: false)"
         )
+    if config.cudnn_attention and device.type == "cuda":
+        if CUDNN_MISSING:
+            raise SystemExit(
+                "model.cudnn_attention needs nvidia-cudnn-frontend: pip install -r "
+                "requirements.txt (or set model.cudnn_attention: false)"
+            )
+        if torch.cuda.get_device_capability(device) < (8, 0):
+            raise SystemExit(
+                "model.cudnn_attention needs cuDNN's fused attention, which runs on A100-class "
+                "GPUs and newer: set model.cudnn_attention: false"
+            )
     raw_model = GPT(config).to(device)
     total = sum(p.numel() for p in raw_model.parameters())
     trainable = sum(p.numel() for p in raw_model.parameters() if p.requires_grad)

@@ -214,3 +214,37 @@ def test_fused_mlp_matches_the_unfused_one_on_the_gpu():
         results.append([out, inputs.grad, *(p.grad for p in mlp.parameters())])
     for a, b in zip(*results, strict=True):
         assert ((a.float() - b.float()).norm() / b.float().norm()).item() < 1e-2
+
+
+def attention_and_gradients(preset: str, packed: bool, device: str) -> list[torch.Tensor]:
+    """A block's attention, model.cudnn_attention on or off: its output and every gradient
+    (under bf16 autocast on a GPU, where cuDNN's graphs run)."""
+    sys.path.insert(0, str(ROOT))
+    from model import CausalSelfAttention, GPTConfig
+
+    torch.manual_seed(0)
+    config = GPTConfig.from_preset(preset, vocab_size=64, block_size=256, cudnn_attention=packed)
+    attention = CausalSelfAttention(config).to(device)
+    x = torch.randn(4, 256, config.n_embd, device=device, requires_grad=True)
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        out = attention(x)
+    out.float().pow(2).mean().backward()
+    return [out, x.grad, *(p.grad for p in attention.parameters())]
+
+
+def test_cudnn_attention_matches_sdpa_on_the_cpu():
+    """cudnn_attention.py's CPU kernels (PyTorch's flash attention for the CPU) against the
+    model's SDPA path: the same output and gradients, so its autograd wiring is checked here."""
+    packed, plain = (attention_and_gradients("tiny", p, "cpu") for p in (True, False))
+    for a, b in zip(packed, plain, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cudnn_attention_matches_sdpa_on_the_gpu():
+    """cudnn_attention.py's cuDNN graphs, dQ/dK/dV written into one packed gradient, against
+    PyTorch's SDPA: output and every gradient at gpt2-124m's width, under bf16 autocast."""
+    packed, plain = (attention_and_gradients("gpt2-124m", p, "cuda") for p in (True, False))
+    for a, b in zip(packed, plain, strict=True):
+        assert ((a.float() - b.float()).norm() / b.float().norm()).item() < 1e-2
