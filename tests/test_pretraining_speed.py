@@ -378,17 +378,24 @@ def test_fused_and_unfused_models_train_identically(gpu_model_py):
     assert results[1][0].grad_fn is not None
 
 
-def test_fused_mlp_compiles_without_graph_breaks(gpu_model_py):
-    """Its matmuls are custom ops, so torch.compile keeps the model one graph around them."""
+@pytest.mark.parametrize(
+    ("option", "node"),
+    [
+        ("fused_mlp", "autograd_function_apply"),  # the fused MLP's autograd.Function
+        ("cudnn_attention", "cudnn_attention.forward.default"),
+    ],
+)
+def test_custom_kernels_compile_without_graph_breaks(gpu_model_py, option, node):
+    """fused_mlp.py's matmuls and cudnn_attention.py's attention are custom ops, so
+    torch.compile keeps the model one graph around them: one of each per block."""
     config = gpu_model_py.GPTConfig.from_preset(
-        "tiny", vocab_size=320, block_size=16, fused_mlp=True
+        "tiny", vocab_size=320, block_size=16, **{option: True}
     )
     x, y = torch.randint(0, 320, (2, 3, 16))
     explanation = torch._dynamo.explain(gpu_model_py.GPT(config))(x, y)
     assert explanation.graph_count == 1 and explanation.graph_break_count == 0
-    # One fused MLP (an autograd.Function in the graph) per block.
-    nodes = [str(node.target) for node in explanation.graphs[0].graph.nodes]
-    assert nodes.count("autograd_function_apply") == config.n_layer
+    nodes = [str(n.target) for n in explanation.graphs[0].graph.nodes]
+    assert nodes.count(node) == config.n_layer
 
 
 def test_fused_mlp_refuses_biases_with_a_message(gpu_model_py):
@@ -464,18 +471,6 @@ def test_cudnn_attention_ops_pass_torch_library_opcheck(gpu_model_py):
     y, stats = attention.attention_forward(qkv.detach(), 2)
     args = (torch.randn_like(y), qkv.detach(), y, stats, 2)
     torch.library.opcheck(attention.attention_backward, args)
-
-
-def test_cudnn_attention_compiles_without_graph_breaks(gpu_model_py):
-    """Its forward is a custom op, so torch.compile keeps the model one graph around it."""
-    config = gpu_model_py.GPTConfig.from_preset(
-        "tiny", vocab_size=320, block_size=16, cudnn_attention=True
-    )
-    x, y = torch.randint(0, 320, (2, 3, 16))
-    explanation = torch._dynamo.explain(gpu_model_py.GPT(config))(x, y)
-    assert explanation.graph_count == 1 and explanation.graph_break_count == 0
-    nodes = [str(node.target) for node in explanation.graphs[0].graph.nodes]
-    assert nodes.count("cudnn_attention.forward.default") == config.n_layer
 
 
 def test_cudnn_attention_refuses_attention_dropout_with_a_message(gpu_model_py):
