@@ -5,8 +5,8 @@ PyTorch's attention backward returns dQ, dK and dV as three tensors, and autogra
 concatenates them into the projection's (B, T, 3C) gradient: one more pass over it, both
 ways through memory. cuDNN's graph API (nvidia-cudnn-frontend, on the cuDNN that PyTorch
 loads) takes every output's strides from its caller, so here its backward writes dQ, dK and
-dV straight into their places in that one gradient. On an H100 the gpt2-124m step is 2%
-faster (benchmarks/README.md).
+dV straight into their places in that one gradient. On an H100 the gpt2-124m and gpt2-774m
+steps are 1.5-2% faster (benchmarks/README.md).
 
 Forward and backward are custom ops: torch.compile keeps them whole and compiles around
 them. On a GPU each runs a cuDNN graph, built once per shape; elsewhere, PyTorch's own
