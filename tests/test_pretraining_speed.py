@@ -359,23 +359,26 @@ def test_fused_mlp_gradients_match_autograd_in_float64(gpu_model_py):
     assert torch.autograd.gradcheck(fused_mlp.GeluMLP.apply, inputs)
 
 
-def test_fused_and_unfused_models_train_identically(gpu_model_py):
-    """model.fused_mlp changes how the MLP is computed, not what: the same loss and the same
-    gradients for every parameter, in float64 (its CPU kernels: cuBLASLt's math)."""
-    results = []
-    for fused in (False, True):
-        torch.manual_seed(0)
-        config = gpu_model_py.GPTConfig.from_preset(
-            "tiny", vocab_size=320, block_size=16, fused_mlp=fused
-        )
-        model = gpu_model_py.GPT(config).double()
-        x, y = torch.randint(0, 320, (2, 3, 16), generator=torch.Generator().manual_seed(1))
-        loss = model(x, y)
-        loss.backward()
-        results.append([loss] + [p.grad for p in model.parameters()])
-    for fused, plain in zip(*results, strict=True):
-        torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
-    assert results[1][0].grad_fn is not None
+def loss_and_gradients(model_py: ModuleType, **option: bool) -> list[torch.Tensor]:
+    """The loss and every parameter's gradient of a tiny float64 model with `option` set."""
+    torch.manual_seed(0)
+    config = model_py.GPTConfig.from_preset("tiny", vocab_size=320, block_size=16, **option)
+    model = model_py.GPT(config).double()
+    x, y = torch.randint(0, 320, (2, 3, 16), generator=torch.Generator().manual_seed(1))
+    loss = model(x, y)
+    loss.backward()
+    return [loss] + [p.grad for p in model.parameters()]
+
+
+@pytest.mark.parametrize("option", ["fused_mlp", "cudnn_attention"])
+def test_custom_kernels_change_how_the_model_computes_not_what(gpu_model_py, option):
+    """model.fused_mlp and model.cudnn_attention change how the MLP and attention are computed,
+    not what: the same loss and the same gradient for every parameter, in float64 (their CPU
+    kernels: cuBLASLt's math for the MLP, PyTorch's CPU flash attention for attention)."""
+    custom, plain = (loss_and_gradients(gpu_model_py, **{option: on}) for on in (True, False))
+    for a, b in zip(custom, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert custom[0].grad_fn is not None
 
 
 @pytest.mark.parametrize(
@@ -430,28 +433,6 @@ def test_gpu_pretraining_writes_the_attention_gradient_packed_by_default(project
     requirements = (project / "requirements.txt").read_text()
     assert ("\nnvidia-cudnn-frontend==" in requirements) is packed
     assert ("causal_attention" in (project / "model.py").read_text()) is packed
-
-
-def packed_attention_grads(model_py: ModuleType, packed: bool, dtype=torch.float64) -> list:
-    """Loss and every parameter's gradient of a tiny model, model.cudnn_attention on or off."""
-    torch.manual_seed(0)
-    config = model_py.GPTConfig.from_preset(
-        "tiny", vocab_size=320, block_size=16, cudnn_attention=packed
-    )
-    model = model_py.GPT(config).to(dtype)
-    x, y = torch.randint(0, 320, (2, 3, 16), generator=torch.Generator().manual_seed(1))
-    loss = model(x, y)
-    loss.backward()
-    return [loss] + [p.grad for p in model.parameters()]
-
-
-def test_cudnn_attention_and_sdpa_train_identically(gpu_model_py):
-    """model.cudnn_attention changes how attention is computed, not what: the same loss and
-    the same gradient for every parameter, in float64 (its CPU kernels, PyTorch's)."""
-    packed, plain = (packed_attention_grads(gpu_model_py, p) for p in (True, False))
-    for a, b in zip(packed, plain, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    assert packed[0].grad_fn is not None
 
 
 def test_cudnn_attention_gradient_matches_numerical_gradients(gpu_model_py):

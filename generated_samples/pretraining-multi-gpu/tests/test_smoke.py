@@ -190,52 +190,46 @@ def test_trains_on_the_gpu(data, tmp_path):
     assert (tmp_path / "model.safetensors").is_file()
 
 
+def layer_and_gradients(layer: str, preset: str, device: str, **option: bool) -> list:
+    """One of a block's layers (model.py's `MLP` or `CausalSelfAttention`) with a model option
+    on or off: its output and every gradient (under bf16 autocast on a GPU, where the fused
+    kernels run)."""
+    sys.path.insert(0, str(ROOT))
+    import model
+
+    torch.manual_seed(0)
+    config = model.GPTConfig.from_preset(preset, vocab_size=64, block_size=256, **option)
+    module = getattr(model, layer)(config).to(device)
+    x = torch.randn(4, 256, config.n_embd, device=device, requires_grad=True)
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        out = module(x)
+    out.float().pow(2).mean().backward()
+    return [out, x.grad, *(p.grad for p in module.parameters())]
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_fused_mlp_matches_the_unfused_one_on_the_gpu():
     """fused_mlp.py's cuBLASLt matmuls, GELU in their epilogues, against PyTorch's GELU between
     two matmuls: output and every gradient, at gpt2-124m's width, under bf16 autocast."""
-    sys.path.insert(0, str(ROOT))
-    from model import MLP, GPTConfig
-
-    torch.manual_seed(0)
-    plain, fused = (
-        MLP(GPTConfig.from_preset("gpt2-124m", vocab_size=64, block_size=64, fused_mlp=f)).cuda()
-        for f in (False, True)
+    fused, plain = (
+        layer_and_gradients("MLP", "gpt2-124m", "cuda", fused_mlp=f) for f in (True, False)
     )
-    fused.load_state_dict(plain.state_dict())
-    x = torch.randn(4, 256, plain.fc.in_features, device="cuda")
-    results = []
-    for mlp in (plain, fused):
-        inputs = x.clone().requires_grad_()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = mlp(inputs)
-        out.float().pow(2).mean().backward()
-        results.append([out, inputs.grad, *(p.grad for p in mlp.parameters())])
-    for a, b in zip(*results, strict=True):
-        assert ((a.float() - b.float()).norm() / b.float().norm()).item() < 1e-2
-
-
-def attention_and_gradients(preset: str, packed: bool, device: str) -> list[torch.Tensor]:
-    """A block's attention, model.cudnn_attention on or off: its output and every gradient
-    (under bf16 autocast on a GPU, where cuDNN's graphs run)."""
-    sys.path.insert(0, str(ROOT))
-    from model import CausalSelfAttention, GPTConfig
-
-    torch.manual_seed(0)
-    config = GPTConfig.from_preset(preset, vocab_size=64, block_size=256, cudnn_attention=packed)
-    attention = CausalSelfAttention(config).to(device)
-    x = torch.randn(4, 256, config.n_embd, device=device, requires_grad=True)
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-        out = attention(x)
-    out.float().pow(2).mean().backward()
-    return [out, x.grad, *(p.grad for p in attention.parameters())]
+    for a, b in zip(fused, plain, strict=True):
+        assert relative_error(a, b) < 1e-2
 
 
 def test_cudnn_attention_matches_sdpa_on_the_cpu():
     """cudnn_attention.py's CPU kernels (PyTorch's flash attention for the CPU) against the
     model's SDPA path: the same output and gradients, so its autograd wiring is checked here."""
-    packed, plain = (attention_and_gradients("tiny", p, "cpu") for p in (True, False))
+    packed, plain = (
+        layer_and_gradients("CausalSelfAttention", "tiny", "cpu", cudnn_attention=p)
+        for p in (True, False)
+    )
     for a, b in zip(packed, plain, strict=True):
         torch.testing.assert_close(a, b)
 
@@ -245,6 +239,9 @@ def test_cudnn_attention_matches_sdpa_on_the_cpu():
 def test_cudnn_attention_matches_sdpa_on_the_gpu():
     """cudnn_attention.py's cuDNN graphs, dQ/dK/dV written into one packed gradient, against
     PyTorch's SDPA: output and every gradient at gpt2-124m's width, under bf16 autocast."""
-    packed, plain = (attention_and_gradients("gpt2-124m", p, "cuda") for p in (True, False))
+    packed, plain = (
+        layer_and_gradients("CausalSelfAttention", "gpt2-124m", "cuda", cudnn_attention=p)
+        for p in (True, False)
+    )
     for a, b in zip(packed, plain, strict=True):
-        assert ((a.float() - b.float()).norm() / b.float().norm()).item() < 1e-2
+        assert relative_error(a, b) < 1e-2
