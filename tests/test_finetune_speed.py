@@ -122,10 +122,11 @@ def cpu_fallback(project) -> str:
     return ast.unparse(next(n for n in branches if "cuda" in ast.unparse(n.test)))
 
 
-@pytest.mark.parametrize("task, scale", [("sft", "medium"), ("dpo", "small")])
+@pytest.mark.parametrize("task", ["sft", "dpo"])
 @pytest.mark.parametrize("hardware", GPU)
-def test_gpu_trl_projects_use_liger_kernels_and_pin_them(render, task, scale, hardware):
-    """Where the decoder layers run eagerly: DPO, and LoRA SFT (small SFT compiles them)."""
+def test_gpu_trl_projects_use_liger_kernels_and_pin_them(render, task, hardware):
+    """Where the decoder layers run eagerly: LoRA SFT and DPO (small projects compile them)."""
+    scale = "medium"
     project = render(task=task, hardware=hardware, scale=scale)
     for name in ("train", "smoke"):
         assert config(project, name)["training"]["use_liger_kernel"] is True
@@ -135,12 +136,13 @@ def test_gpu_trl_projects_use_liger_kernels_and_pin_them(render, task, scale, ha
     assert "training['use_liger_kernel'] = False" in cpu_fallback(project)
 
 
+@pytest.mark.parametrize("task", ["sft", "dpo"])
 @pytest.mark.parametrize("hardware", GPU)
-def test_gpu_sft_compiles_each_decoder_layer_instead_of_liger(render, hardware):
-    """Small GPU SFT compiles its decoder layers: 1.8x the eager layers with Liger's kernels on an
-    H100 (benchmarks/README.md). torch.compile cannot trace Liger's kernels, so they are off,
-    and not pinned."""
-    project = render(task="sft", hardware=hardware)
+def test_gpu_small_trl_projects_compile_each_decoder_layer_instead_of_liger(render, task, hardware):
+    """Small GPU SFT and DPO compile their decoder layers: 1.8x (SFT) and 1.2x (DPO) the eager
+    layers with Liger's kernels on an H100 (benchmarks/README.md). torch.compile cannot trace
+    Liger's kernels, so they are off, and not pinned."""
+    project = render(task=task, hardware=hardware)
     for name in ("train", "smoke"):
         cfg = config(project, name)
         assert cfg["model"]["compile_layers"] is True
@@ -148,10 +150,23 @@ def test_gpu_sft_compiles_each_decoder_layer_instead_of_liger(render, hardware):
     assert "liger" not in (project / "requirements.txt").read_text()
     build = function(tree(project), "build_trainer")
     branches = (n for n in ast.walk(build) if isinstance(n, ast.If))
-    (compiled,) = (n for n in branches if calls(n, "compile_layers"))
-    assert ast.unparse(compiled.test) == "model_cfg['compile_layers']"
+    (compiled,) = (n for n in branches if ast.unparse(n.test) == "model_cfg['compile_layers']")
+    assert calls(compiled, "compile_layers")
     # R-DEVICE: the CPU fallback (the smoke tests run it) runs the layers eagerly.
     assert "model_cfg['compile_layers'] = False" in cpu_fallback(project)
+
+
+@pytest.mark.parametrize("hardware", GPU)
+def test_gpu_dpo_compiles_the_reference_layers_as_well_as_the_policy(render, hardware):
+    """The frozen reference runs a forward pass over every batch, as the policy does: its layers
+    are compiled too, unless the trainer precomputed its log-probs and holds no reference."""
+    build = function(tree(render(task="dpo", hardware=hardware)), "build_trainer")
+    branches = (n for n in ast.walk(build) if isinstance(n, ast.If))
+    (compiled,) = (n for n in branches if ast.unparse(n.test) == "model_cfg['compile_layers']")
+    compiled_models = [ast.unparse(c.args[0]) for c in calls(compiled, "compile_layers")]
+    assert compiled_models == ["trainer.model", "trainer.ref_model"]
+    (guard,) = (n for n in compiled.body if isinstance(n, ast.If))
+    assert ast.unparse(guard.test) == "trainer.ref_model is not None"
 
 
 def rendered_compile_layers(project):
@@ -192,6 +207,29 @@ def test_compiled_decoder_layers_train_as_the_eager_ones_for_any_batch_length(re
             torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_compiled_reference_layers_give_the_eager_log_probs_on_padded_batches(render):
+    """DPO's reference runs its compiled layers without gradients, on padded pairs whose length
+    changes from batch to batch: its log-probs are the eager model's."""
+    compile_layers = rendered_compile_layers(render(task="dpo", hardware="cuda"))
+    torch._dynamo.reset()
+    eager, compiled = tiny_causal_lm(), tiny_causal_lm()
+    compile_layers(compiled)
+    assert all(layer._compiled_call_impl is not None for layer in compiled.model.layers)
+    for lengths in ((9, 4), (17, 6, 11)):
+        longest = max(lengths)
+        input_ids = torch.zeros(len(lengths), longest, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for row, n in enumerate(lengths):  # right-padded, as TRL pads the pairs
+            input_ids[row, :n] = torch.arange(3, 3 + n)
+            attention_mask[row, :n] = 1
+        with torch.no_grad():
+            want, got = (m(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+                         for m in (eager, compiled))  # fmt: skip
+            want, got = want.logits.log_softmax(-1), got.logits.log_softmax(-1)
+        real = attention_mask.bool()
+        torch.testing.assert_close(got[real], want[real], rtol=1e-4, atol=1e-5)
+
+
 def test_a_model_without_transformers_decoder_layers_is_one_clear_message(render):
     """R-CONFIG: a remote-code model whose layers transformers does not know cannot be compiled
     layer by layer; the message says which setting to change."""
@@ -200,10 +238,11 @@ def test_a_model_without_transformers_decoder_layers_is_one_clear_message(render
         compile_layers(torch.nn.Sequential(torch.nn.Linear(4, 4)))
 
 
-def test_compiling_the_layers_with_liger_kernels_is_one_clear_message(render, tmp_path):
+@pytest.mark.parametrize("task", ["sft", "dpo"])
+def test_compiling_the_layers_with_liger_kernels_is_one_clear_message(render, tmp_path, task):
     """R-CONFIG: torch.compile cannot trace Liger's kernels; the project says so before it loads
     anything, wherever it runs."""
-    project = ready(render(task="sft", hardware="cuda"), tmp_path / "project")
+    project = ready(render(task=task, hardware="cuda"), tmp_path / "project")
     result = run_smoke(project, "train.py", "--training.use_liger_kernel", "true")
     output = result.stdout + result.stderr
     assert result.returncode != 0

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from datasets import DatasetDict
 from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, set_seed
+from transformers.modeling_layers import GradientCheckpointingLayer
 from trl import DPOConfig, DPOTrainer
 
 from config import load_config, run
@@ -82,13 +83,36 @@ def check_reference_frozen(trainer: DPOTrainer) -> str:
     return "a frozen copy of the starting model"
 
 
+def compile_layers(model: torch.nn.Module) -> None:
+    """Compile each decoder layer on its own (regional compilation, as torchtitan does).
+
+    The layers are alike, so they share one compiled graph, built for any batch length: the
+    first step compiles once, in about a minute, where the whole model would take several.
+    Parameter names do not change: checkpoints load into an uncompiled model as they are.
+    """
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    if not layers:
+        raise SystemExit(
+            f"{type(model).__name__} has no transformers decoder layers "
+            "(GradientCheckpointingLayer) to compile one by one: set model.compile_layers: false"
+        )
+    for layer in layers:
+        layer.compile(dynamic=True)
+
+
 def build_trainer(cfg: dict) -> DPOTrainer:
     """The trainer, with its data tokenized and its reference model frozen, ready to train."""
     model_cfg, data_cfg, training = cfg["model"], cfg["data"], dict(cfg["training"])
+    if model_cfg["compile_layers"] and training.get("use_liger_kernel"):
+        raise SystemExit(
+            "model.compile_layers and training.use_liger_kernel do not go together: torch.compile "
+            "cannot trace Liger's kernels. Turn one of them off."
+        )
     if not torch.cuda.is_available():  # R-DEVICE
         warnings.warn("CUDA is not available: training on the CPU in fp32 (slow)", stacklevel=2)
         training.update(use_cpu=True, bf16=False, dataloader_pin_memory=False)
         training["use_liger_kernel"] = False  # its Triton kernels need a GPU
+        model_cfg["compile_layers"] = False  # inductor's CPU kernels need a C++ compiler
     elif training["bf16"] and not torch.cuda.is_bf16_supported(including_emulation=False):
         # R-AMP: GPUs before Ampere (V100, T4) have no bf16; fp16 instead, with the loss
         # scaling the Trainer adds for it.
@@ -129,6 +153,10 @@ def build_trainer(cfg: dict) -> DPOTrainer:
         # R-OVERFIT-WATCH: stop when the validation loss stops improving.
         callbacks=[EarlyStoppingCallback(cfg["early_stopping"]["patience"]), SaveAndStopOnSignal()],
     )
+    if model_cfg["compile_layers"]:
+        compile_layers(trainer.model)
+        if trainer.ref_model is not None:  # None when the reference's log-probs are precomputed
+            compile_layers(trainer.ref_model)  # the same layers, run without gradients
     check_reference_frozen(trainer)
     return trainer
 
