@@ -126,8 +126,7 @@ def cpu_fallback(project) -> str:
 @pytest.mark.parametrize("hardware", GPU)
 def test_gpu_trl_projects_use_liger_kernels_and_pin_them(render, task, hardware):
     """Where the decoder layers run eagerly: LoRA SFT and DPO (small projects compile them)."""
-    scale = "medium"
-    project = render(task=task, hardware=hardware, scale=scale)
+    project = render(task=task, hardware=hardware, scale="medium")
     for name in ("train", "smoke"):
         assert config(project, name)["training"]["use_liger_kernel"] is True
     requirements = (project / "requirements.txt").read_text()
