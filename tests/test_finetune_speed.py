@@ -115,11 +115,23 @@ def test_cpu_and_mps_sft_projects_pad_each_batch(render, hardware):
         assert config(project, name)["data"]["padding_free"] is False
 
 
+def build_trainer_branches(project) -> list[ast.If]:
+    """build_trainer's if-statements, outermost first."""
+    build = function(tree(project), "build_trainer")
+    return [n for n in ast.walk(build) if isinstance(n, ast.If)]
+
+
 def cpu_fallback(project) -> str:
     """The source of build_trainer's branch for a machine without CUDA."""
-    build = function(tree(project), "build_trainer")
-    branches = (n for n in ast.walk(build) if isinstance(n, ast.If))
+    branches = build_trainer_branches(project)
     return ast.unparse(next(n for n in branches if "cuda" in ast.unparse(n.test)))
+
+
+def compile_branch(project) -> ast.If:
+    """build_trainer's one `if model_cfg["compile_layers"]:`, where the layers are compiled."""
+    branches = build_trainer_branches(project)
+    (branch,) = (n for n in branches if ast.unparse(n.test) == "model_cfg['compile_layers']")
+    return branch
 
 
 @pytest.mark.parametrize("task", ["sft", "dpo"])
@@ -147,10 +159,7 @@ def test_gpu_small_trl_projects_compile_each_decoder_layer_instead_of_liger(rend
         assert cfg["model"]["compile_layers"] is True
         assert cfg["training"]["use_liger_kernel"] is False
     assert "liger" not in (project / "requirements.txt").read_text()
-    build = function(tree(project), "build_trainer")
-    branches = (n for n in ast.walk(build) if isinstance(n, ast.If))
-    (compiled,) = (n for n in branches if ast.unparse(n.test) == "model_cfg['compile_layers']")
-    assert calls(compiled, "compile_layers")
+    assert calls(compile_branch(project), "compile_layers")
     # R-DEVICE: the CPU fallback (the smoke tests run it) runs the layers eagerly.
     assert "model_cfg['compile_layers'] = False" in cpu_fallback(project)
 
@@ -159,9 +168,7 @@ def test_gpu_small_trl_projects_compile_each_decoder_layer_instead_of_liger(rend
 def test_gpu_dpo_compiles_the_reference_layers_as_well_as_the_policy(render, hardware):
     """The frozen reference runs a forward pass over every batch, as the policy does: its layers
     are compiled too, unless the trainer precomputed its log-probs and holds no reference."""
-    build = function(tree(render(task="dpo", hardware=hardware)), "build_trainer")
-    branches = (n for n in ast.walk(build) if isinstance(n, ast.If))
-    (compiled,) = (n for n in branches if ast.unparse(n.test) == "model_cfg['compile_layers']")
+    compiled = compile_branch(render(task="dpo", hardware=hardware))
     compiled_models = [ast.unparse(c.args[0]) for c in calls(compiled, "compile_layers")]
     assert compiled_models == ["trainer.model", "trainer.ref_model"]
     (guard,) = (n for n in compiled.body if isinstance(n, ast.If))
